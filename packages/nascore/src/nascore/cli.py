@@ -1,0 +1,155 @@
+"""`nascore` command line: info, prepare, search, finetune, evaluate, report, check-metrics.
+
+The DVC pipeline calls these through pipelines/*.py; each validates params before compute.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nascore.config import ParamsError
+from nascore.data.sources import DATASETS, DataError
+from nascore.genotype import GenotypeError
+
+
+def _root(args) -> Path:
+    return Path(args.root).resolve()
+
+
+def cmd_info(args) -> int:
+    """Params (millions, auxiliary head excluded) and MACs (millions) of a derived network."""
+    from nascore.evaluate.complexity import count_macs, count_params
+    from nascore.genotype import load_genotype
+    from nascore.models import create_model
+    from nascore.ops import OPS
+
+    genotype = load_genotype(args.genotype, OPS.names())
+    imagenet = args.dataset == "imagenet"
+    layers = args.layers or (14 if imagenet else 20)
+    C = args.channels or (48 if imagenet else 36)
+    num_classes = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}[args.dataset]
+    model = create_model("darts_imagenet" if imagenet else "darts_cifar", genotype=genotype, C=C,
+                         layers=layers, num_classes=num_classes, auxiliary=not args.no_auxiliary)
+    side = 224 if imagenet else 32
+    params = count_params(model)
+    aux = sum(p.numel() for n, p in model.named_parameters() if n.startswith("auxiliary_head."))
+    print(json.dumps({"genotype": str(args.genotype), "genotype_hash": genotype.canonical_hash(),
+                      "dataset": args.dataset, "layers": layers, "channels": C,
+                      "auxiliary": not args.no_auxiliary, "input": [3, side, side],
+                      "params_m": round(params / 1e6, 4), "auxiliary_params_m": round(aux / 1e6, 4),
+                      "macs_m": round(count_macs(model, (3, side, side)) / 1e6, 2),
+                      "macs_counted": "conv + linear multiply-accumulates (torch.utils.flop_counter / 2)"},
+                     indent=2))
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from nascore.data.prepare import prepare
+    from nascore.params import load_params
+
+    params = load_params(_root(args), None, args.profile)
+    out = _root(args) / params.data.prepared_dir / args.dataset
+    manifest = prepare(args.dataset, params.data, _root(args), out)
+    if manifest["status"] != "ok":
+        print(f"[nascore] {manifest['reason']}")
+    else:
+        counts = {s: sum(c.values()) for s, c in manifest["counts"].items()}
+        print(f"[nascore] {args.dataset}: {manifest['display_name']} from {manifest['source']['path']}: "
+              f"{counts} -> {out}")
+    return 0
+
+
+def _method(args):
+    from nascore.methods import METHODS
+    from nascore.params import load_params
+
+    params = load_params(_root(args), args.method, args.profile)
+    return METHODS[args.method](params, _root(args))
+
+
+def cmd_search(args) -> int:
+    print(json.dumps(_method(args).search(), indent=2, default=str))
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    print(json.dumps(_method(args).finetune(args.dataset), indent=2, default=str))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    print(json.dumps(_method(args).evaluate(args.dataset), indent=2, default=str))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from nascore.report import write_report
+
+    path = write_report(_method(args))
+    print(f"[nascore] wrote {path}")
+    return 0
+
+
+def cmd_check_metrics(args) -> int:
+    from nascore.regression import check_metrics
+
+    return check_metrics(Path(args.baseline), Path(args.metrics), Path(args.bands))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nascore.methods import METHODS
+
+    p = argparse.ArgumentParser(prog="nascore", description=__doc__.splitlines()[0])
+    p.add_argument("--root", default=".", help="project root holding params/ (default: .)")
+    p.add_argument("--profile", default=None, help="override params/run.yaml's profile")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="params and MACs of a genotype's evaluation network")
+    s.add_argument("genotype", help="a genotype JSON file or a published name (darts_v1, darts_v2)")
+    s.add_argument("--dataset", choices=["cifar10", "cifar100", "imagenet"], default="cifar10")
+    s.add_argument("--layers", type=int, default=None, help="cells (default 20 CIFAR, 14 ImageNet)")
+    s.add_argument("--channels", type=int, default=None, help="initial channels (default 36 / 48)")
+    s.add_argument("--no-auxiliary", action="store_true", help="build without the auxiliary head")
+    s.set_defaults(fn=cmd_info)
+
+    s = sub.add_parser("prepare", help="materialise a dataset's tensors and manifest")
+    s.add_argument("--dataset", choices=DATASETS.names(), required=True)
+    s.set_defaults(fn=cmd_prepare)
+
+    for name, fn, needs_ds in (("search", cmd_search, False), ("finetune", cmd_finetune, True),
+                               ("evaluate", cmd_evaluate, True), ("report", cmd_report, False)):
+        s = sub.add_parser(name)
+        s.add_argument("--method", choices=METHODS.names(), required=True)
+        if needs_ds:
+            s.add_argument("--dataset", choices=DATASETS.names(), required=True)
+        s.set_defaults(fn=fn)
+
+    s = sub.add_parser("check-metrics", help="compare metrics against baselines with tolerance bands")
+    s.add_argument("--baseline", required=True, help="baseline metrics JSON (committed)")
+    s.add_argument("--metrics", required=True, help="folder of fresh metrics JSON files")
+    s.add_argument("--bands", default="params/regression.yaml", help="tolerance bands YAML")
+    s.set_defaults(fn=cmd_check_metrics)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ParamsError, DataError, GenotypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # tracking unavailable, divergence: name it, no traceback wall
+        from nascore.tracking import TrackingUnavailable
+        from nascore.train import Divergence
+
+        if isinstance(e, (TrackingUnavailable, Divergence)):
+            print(f"error: {e}", file=sys.stderr)
+            return 3
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: locating sources, the prepare stage, device-resident batches, augmentations."""

@@ -1,0 +1,342 @@
+"""Finding and reading datasets: CIFAR pickles, ImageFolder trees, archives, ImageNet folders.
+
+Lookup order (SPEC "Data"): an explicit root (params `data.root` or $NASREPRO_DATA),
+`data/raw/`, `../shared/data/`, then a torchvision download where one exists and is allowed.
+When nothing is found, DataNotFound says every place that was tried and how to provide data.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from nascore.registry import Registry
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class DataError(RuntimeError):
+    """Data exists but cannot be read (corrupt pickle or archive, bad layout)."""
+
+
+class DataNotFound(DataError):
+    """No source of a dataset was found in any of the searched places."""
+
+    def __init__(self, dataset: str, tried: list[str], how: str) -> None:
+        self.dataset, self.tried = dataset, tried
+        places = "\n  ".join(tried)
+        super().__init__(f"no {dataset} data found. Looked in:\n  {places}\n{how}")
+
+
+@dataclass
+class Split:
+    """Decoded images of one split: uint8 tensors (C,H,W) of possibly varying size, labels."""
+
+    images: list[torch.Tensor]
+    labels: list[int]
+
+
+@dataclass
+class RawDataset:
+    """What a source yields: train and test splits, class names, provenance."""
+
+    train: Split
+    test: Split
+    classes: list[str]
+    display_name: str
+    source: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """How a dataset can appear on disk, in the order candidates are tried within a root."""
+
+    name: str
+    family: str                                     # "cifar" or "imagenet"
+    display_name: str
+    pickle_dirs: tuple[str, ...] = ()
+    pickle_archives: tuple[str, ...] = ()
+    folders: tuple[tuple[str, str], ...] = ()       # (directory name, display name)
+    archives: tuple[tuple[str, str], ...] = ()      # (archive file name, display name)
+    test_split: str = "test"
+    torchvision: str | None = None                  # torchvision.datasets class for download
+    how_to_provide: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+DATASETS: Registry = Registry("dataset")
+
+for info in (
+    DatasetInfo(
+        "cifar10", "cifar", "CIFAR-10", pickle_dirs=("cifar-10-batches-py",),
+        pickle_archives=("cifar-10-python.tar.gz",),
+        folders=(("cifar10", "CIFAR-10"), ("cifar10-jpeg", "CIFAR-10 (JPEG q75 re-encoding)")),
+        archives=(("cifar10-jpeg.tar.gz", "CIFAR-10 (JPEG q75 re-encoding)"),),
+        torchvision="CIFAR10",
+        how_to_provide="Provide it as data/raw/cifar-10-batches-py (the python pickles), an "
+                       "ImageFolder tree data/raw/cifar10/{train,test}/<class>/, or set "
+                       "data.root in params/data.yaml (or $NASREPRO_DATA) to a folder holding one."),
+    DatasetInfo(
+        "cifar100", "cifar", "CIFAR-100", pickle_dirs=("cifar-100-python",),
+        pickle_archives=("cifar-100-python.tar.gz",), folders=(("cifar100", "CIFAR-100"),),
+        torchvision="CIFAR100",
+        how_to_provide="Provide it as data/raw/cifar-100-python (the python pickles), an "
+                       "ImageFolder tree data/raw/cifar100/{train,test}/<class>/, or set "
+                       "data.root in params/data.yaml (or $NASREPRO_DATA)."),
+    DatasetInfo(
+        "imagenet", "imagenet", "ImageNet (ILSVRC2012)",
+        folders=(("imagenet", "ImageNet (ILSVRC2012)"), ("ILSVRC2012", "ImageNet (ILSVRC2012)")),
+        test_split="val",
+        how_to_provide="Provide an ImageFolder tree imagenet/{train,val}/<wnid>/*.JPEG under "
+                       "data/raw/ or under data.root in params/data.yaml (or $NASREPRO_DATA)."),
+    DatasetInfo(
+        "imagenette", "imagenet", "Imagenette (10 ImageNet classes, 224px JPEG)",
+        folders=(("imagenette-224", "Imagenette (10 ImageNet classes, 224px JPEG)"),),
+        archives=(("imagenette-224.tar", "Imagenette (10 ImageNet classes, 224px JPEG)"),),
+        test_split="val",
+        how_to_provide="Provide imagenette-224/{train,val}/<wnid>/ (or imagenette-224.tar) under "
+                       "data/raw/ or data.root (or $NASREPRO_DATA)."),
+):
+    DATASETS.register(info.name)(info)
+
+
+@dataclass(frozen=True)
+class Located:
+    """A found source: how to read it and what to call it."""
+
+    kind: str            # pickle | pickle_archive | folder | archive | download
+    path: Path
+    display_name: str
+
+
+def search_roots(explicit: str | None, project_root: Path) -> list[Path]:
+    """The roots searched, in order."""
+    roots = []
+    env = os.environ.get("NASREPRO_DATA")
+    for r in (explicit, env):
+        if r:
+            roots.append(Path(r).expanduser())
+    roots += [project_root / "data" / "raw", project_root.parent / "shared" / "data"]
+    return roots
+
+
+def locate(name: str, explicit_root: str | None, project_root: Path,
+           allow_download: bool = False) -> Located:
+    """Find a dataset's source; raise DataNotFound listing every place tried."""
+    info: DatasetInfo = DATASETS[name]
+    tried: list[str] = []
+    for root in search_roots(explicit_root, project_root):
+        candidates = ([("pickle", d, info.display_name) for d in info.pickle_dirs]
+                      + [("pickle_archive", a, info.display_name) for a in info.pickle_archives]
+                      + [("folder", d, disp) for d, disp in info.folders]
+                      + [("archive", a, disp) for a, disp in info.archives])
+        for kind, rel, display in candidates:
+            path = root / rel
+            tried.append(str(path))
+            ok = path.is_dir() if kind in ("pickle", "folder") else path.is_file()
+            if ok:
+                return Located(kind, path.resolve(), display)
+    if info.torchvision and allow_download:
+        return Located("download", project_root / "data" / "raw", info.display_name)
+    if info.torchvision:
+        tried.append("torchvision download (disabled: set data.allow_download: true)")
+    raise DataNotFound(name, tried, info.how_to_provide)
+
+
+# -- readers ---------------------------------------------------------------------------------
+Selector = Callable[[str, list[tuple[str, int]]], list[tuple[str, int]]]
+
+
+def _unpickle(fileobj, where: str) -> dict:
+    try:
+        return pickle.load(fileobj, encoding="latin1")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, zlib.error, OSError) as e:
+        raise DataError(f"{where} is corrupt or not a CIFAR pickle ({type(e).__name__}: {e}); "
+                        "replace it with a fresh copy") from None
+
+
+def _cifar_batches(name: str) -> tuple[list[str], str, str, str]:
+    if name == "cifar10":
+        return [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels", "batches.meta"
+    return ["train"], "test", "fine_labels", "meta"
+
+
+def _cifar_from_dicts(name: str, get: Callable[[str], dict], per_class: tuple[int | None, int | None],
+                      display: str, source: str, kind: str) -> RawDataset:
+    train_files, test_file, key, meta_file = _cifar_batches(name)
+    meta = get(meta_file)
+    classes = list(meta.get("label_names") or meta.get("fine_label_names") or [])
+
+    def split(files: list[str], limit: int | None) -> Split:
+        images, labels, counts = [], [], {}
+        for f in files:
+            d = get(f)
+            try:
+                data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                ys = list(d[key])
+            except (KeyError, ValueError) as e:
+                raise DataError(f"{source}/{f} is not a {name} batch ({e}); replace it") from None
+            for x, y in zip(data, ys):
+                if limit is not None and counts.get(y, 0) >= limit:
+                    continue
+                counts[y] = counts.get(y, 0) + 1
+                images.append(torch.from_numpy(x.copy()))
+                labels.append(int(y))
+        return Split(images, labels)
+
+    return RawDataset(split(train_files, per_class[0]), split([test_file], per_class[1]),
+                      classes, display, source, kind)
+
+
+def read_cifar_pickles(name: str, located: Located,
+                       per_class: tuple[int | None, int | None]) -> RawDataset:
+    """CIFAR-10/100 from `cifar-10-batches-py` / `cifar-100-python` or their .tar.gz."""
+    if located.kind == "pickle":
+        def get(f: str) -> dict:
+            p = located.path / f
+            if not p.is_file():
+                raise DataError(f"{p} is missing from the CIFAR pickle folder {located.path}")
+            with open(p, "rb") as fh:
+                return _unpickle(fh, str(p))
+        return _cifar_from_dicts(name, get, per_class, located.display_name, str(located.path), "pickle")
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(located.path, "r:*") as tar:
+            for m in tar:
+                if m.isfile():
+                    members[Path(m.name).name] = tar.extractfile(m).read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        raise DataError(f"archive {located.path} is corrupt ({type(e).__name__}: {e}); "
+                        "replace it with a fresh copy") from None
+
+    def get_member(f: str) -> dict:
+        if f not in members:
+            raise DataError(f"archive {located.path} has no member '{f}'")
+        return _unpickle(io.BytesIO(members[f]), f"{located.path}:{f}")
+    return _cifar_from_dicts(name, get_member, per_class, located.display_name,
+                             str(located.path), "pickle_archive")
+
+
+def _decode(data: bytes, where: str) -> torch.Tensor:
+    from torchvision.io import ImageReadMode, decode_image
+
+    try:
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError as e:
+        raise DataError(f"{where} is not a readable image ({e})") from None
+
+
+def _select(entries: list[tuple[str, str]], limit: int | None) -> list[tuple[str, str]]:
+    """First `limit` files per class by sorted name: a deterministic subset."""
+    by_class: dict[str, list[str]] = {}
+    for cls, f in sorted(entries):
+        by_class.setdefault(cls, []).append(f)
+    return [(c, f) for c in sorted(by_class) for f in by_class[c][:limit]]
+
+
+def _folder_entries(root: Path, split: str) -> list[tuple[str, str]]:
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise DataError(f"{root} has no '{split}/' folder; expected {root}/{split}/<class>/<image>")
+    return [(c.name, str(f)) for c in split_dir.iterdir() if c.is_dir()
+            for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def read_image_folder(info: DatasetInfo, located: Located,
+                      per_class: tuple[int | None, int | None]) -> RawDataset:
+    """An ImageFolder tree (`train/<class>/*`, `test|val/<class>/*`) or a tar of one."""
+    splits = ("train", info.test_split)
+    if located.kind == "folder":
+        chosen = {s: _select(_folder_entries(located.path, s), lim) for s, lim in zip(splits, per_class)}
+        classes = sorted({c for c, _ in chosen["train"]})
+        index = {c: i for i, c in enumerate(classes)}
+
+        def split(s: str) -> Split:
+            imgs, ys = [], []
+            for c, f in chosen[s]:
+                imgs.append(_decode(Path(f).read_bytes(), f))
+                ys.append(index[c])
+            return Split(imgs, ys)
+        return RawDataset(split("train"), split(info.test_split), classes, located.display_name,
+                          str(located.path), "folder")
+    return _read_image_archive(info, located, per_class)
+
+
+def _archive_layout(name: str, splits: tuple[str, str]) -> tuple[str, str] | None:
+    parts = Path(name).parts
+    for i, p in enumerate(parts[:-2]):
+        if p in splits and len(parts) - i == 3 and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            return p, parts[i + 1]
+    return None
+
+
+def _read_image_archive(info: DatasetInfo, located: Located,
+                        per_class: tuple[int | None, int | None]) -> RawDataset:
+    splits = ("train", info.test_split)
+    try:
+        with tarfile.open(located.path, "r:*") as tar:
+            names = [m.name for m in tar.getmembers() if m.isfile()]
+            entries = {s: [] for s in splits}
+            for n in names:
+                lay = _archive_layout(n, splits)
+                if lay:
+                    entries[lay[0]].append((lay[1], n))
+            if not entries["train"] or not entries[info.test_split]:
+                raise DataError(f"archive {located.path} has no <root>/{{train,{info.test_split}}}/"
+                                "<class>/<image> layout")
+            chosen = {s: _select(entries[s], lim) for s, lim in zip(splits, per_class)}
+            wanted = {n: (s, c) for s in splits for c, n in chosen[s]}
+            classes = sorted({c for c, _ in chosen["train"]})
+            index = {c: i for i, c in enumerate(classes)}
+            decoded: dict[str, torch.Tensor] = {}
+            for m in tar:
+                if m.name in wanted:
+                    decoded[m.name] = _decode(tar.extractfile(m).read(), f"{located.path}:{m.name}")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        raise DataError(f"archive {located.path} is corrupt ({type(e).__name__}: {e}); "
+                        "replace it with a fresh copy") from None
+
+    def split(s: str) -> Split:
+        return Split([decoded[n] for _, n in chosen[s]], [index[c] for c, _ in chosen[s]])
+    return RawDataset(split("train"), split(info.test_split), classes, located.display_name,
+                      str(located.path), "archive")
+
+
+def read_download(info: DatasetInfo, located: Located,
+                  per_class: tuple[int | None, int | None]) -> RawDataset:
+    """torchvision download into data/raw, then read as pickles."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, info.torchvision)
+    cls(str(located.path), train=True, download=True)
+    cls(str(located.path), train=False, download=True)
+    folder = located.path / info.pickle_dirs[0]
+    return read_cifar_pickles(info.name, Located("pickle", folder, info.display_name), per_class)
+
+
+def read(name: str, located: Located, per_class: tuple[int | None, int | None]) -> RawDataset:
+    """Read a located dataset, keeping at most `per_class` (train, test) images per class."""
+    info: DatasetInfo = DATASETS[name]
+    if located.kind in ("pickle", "pickle_archive"):
+        return read_cifar_pickles(name, located, per_class)
+    if located.kind == "download":
+        return read_download(info, located, per_class)
+    return read_image_folder(info, located, per_class)
+
+
+def iter_classes(labels: list[int]) -> Iterator[tuple[int, int]]:
+    """(class index, count) pairs in class order."""
+    counts: dict[int, int] = {}
+    for y in labels:
+        counts[y] = counts.get(y, 0) + 1
+    yield from sorted(counts.items())

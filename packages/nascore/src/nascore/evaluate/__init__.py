@@ -1,0 +1,1 @@
+"""Evaluation: accuracy metrics and model complexity."""

@@ -1,0 +1,1 @@
+"""Published genotypes, as data (schema nascore.genotype/1)."""

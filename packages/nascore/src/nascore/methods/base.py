@@ -1,0 +1,67 @@
+"""The stages every method runs (search -> finetune -> evaluate), built from pieces a method
+provides. A method overrides only what its paper changes."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nascore.genotype import Genotype
+from nascore.layout import Layout, read_json, write_json
+from nascore.params import Params
+from nascore.registry import Registry
+
+METHODS: Registry = Registry("method")
+
+
+class Method:
+    """Base class: subclasses set `name`, `params_cls` and implement the stage bodies."""
+
+    name = "base"
+    params_cls: type = object
+    search_dataset = "cifar10"
+
+    def __init__(self, params: Params, root: Path) -> None:
+        self.params, self.layout = params, Layout(root)
+        self.p = params.method
+
+    # stages, each writing its outputs and metrics; implemented by subclasses
+    def search(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def finetune(self, dataset: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def evaluate(self, dataset: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # shared helpers
+    def not_run(self, reason: str, *paths: Path) -> dict[str, Any]:
+        """Record a stage that could not run (no data) so the DAG still completes."""
+        record = {"status": "not run", "reason": reason}
+        for p in paths:
+            write_json(p, record)
+        print(f"[nascore] {reason}")
+        return record
+
+    def status_of(self, path: Path) -> dict[str, Any]:
+        return read_json(path) if path.is_file() else {"status": "missing", "reason": f"{path} missing"}
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+
+
+def genotype_tags(genotype: Genotype, **extra: str) -> dict[str, str]:
+    return {"genotype_hash": genotype.canonical_hash(), **{k: str(v) for k, v in extra.items()}}
+
+
+def as_device(tensors: dict[str, Any], device: torch.device, *keys: str) -> list[torch.Tensor]:
+    return [tensors[k].to(device) for k in keys]

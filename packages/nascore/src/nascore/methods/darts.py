@@ -1,0 +1,352 @@
+"""DARTS (Liu et al. 2019; seed 003): bi-level gradient search over the 8-op cell space.
+
+Every number comes from params/darts.yaml; the schema below only says what is allowed.
+Other DARTS-family methods subclass DartsMethod and override `build_supernet`,
+`arch_regulariser` or `build_network`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from nascore.config import ParamsError, spec, to_dict
+from nascore.data.loader import PairedBatches, TensorBatches, make_transform
+from nascore.data.prepare import NotRun, load_prepared
+from nascore.data.sources import DATASETS
+from nascore.evaluate.complexity import count_macs, count_params
+from nascore.evaluate.metrics import topk_errors
+from nascore.genotype import Genotype, load_genotype
+from nascore.layout import read_json, write_json
+from nascore.methods.base import METHODS, Method, Timer, genotype_tags
+from nascore.models import create_model
+from nascore.ops import MIXED_OPS, OPS
+from nascore.runtime import autocast_dtype, hardware, setup
+from nascore.spaces.darts import CellSpace
+from nascore.strategies.darts import DifferentiableSearch
+from nascore.supernets import SUPERNETS
+from nascore.tracking import MLflowHook, configure, log_genotype, start_run
+from nascore.train import CheckpointHook, Hook, Trainer
+from nascore.train.tasks import SupervisedTask
+
+
+@dataclass(frozen=True)
+class SupernetParams:
+    C: int = spec(ge=2, doc="initial channels (paper: 16)")
+    layers: int = spec(ge=3, doc="cells (paper: 8)")
+    stem_multiplier: int = spec(ge=1)
+    mixed_op: str = spec(doc="mixed-op implementation: reference")
+    primitives: list[str] = spec(doc="candidate ops on every edge")
+
+    def validate(self, path: str) -> None:
+        if self.mixed_op not in MIXED_OPS:
+            raise ParamsError(f"{path}.mixed_op: got {self.mixed_op!r}; allowed: {', '.join(MIXED_OPS.names())}")
+        for op in self.primitives:
+            if op not in OPS:
+                raise ParamsError(f"{path}.primitives: unknown op {op!r}; allowed: {', '.join(OPS.names())}")
+        if len(set(self.primitives)) != len(self.primitives) or len(self.primitives) < 2:
+            raise ParamsError(f"{path}.primitives: need >= 2 distinct ops, got {self.primitives}")
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    dataset: Literal["cifar10", "cifar100"]
+    supernet: SupernetParams
+    order: Literal[1, 2] = spec(doc="1: first order (xi = 0); 2: unrolled (DARTS eq. 7)")
+    epochs: int = spec(ge=1)
+    batch_size: int = spec(ge=1)
+    train_portion: float = spec(gt=0.0, lt=1.0, doc="share of the training set for weights")
+    lr: float = spec(gt=0.0)
+    lr_min: float = spec(ge=0.0)
+    momentum: float = spec(ge=0.0, lt=1.0)
+    weight_decay: float = spec(ge=0.0)
+    grad_clip: float = spec(gt=0.0)
+    arch_lr: float = spec(gt=0.0)
+    arch_betas: list[float] = spec()
+    arch_weight_decay: float = spec(ge=0.0)
+    hvp_eps: float = spec(gt=0.0, doc="finite-difference radius of the Hessian-vector product")
+    augment: Literal["darts", "seed001", "none"] = spec()
+    checkpoint_every_steps: int = spec(ge=0, doc="0: only at epoch ends")
+
+    def validate(self, path: str) -> None:
+        if len(self.arch_betas) != 2 or not all(0 <= b < 1 for b in self.arch_betas):
+            raise ParamsError(f"{path}.arch_betas: got {self.arch_betas}; need two numbers in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    layers: int = spec(ge=3)
+    C: int = spec(ge=2)
+    auxiliary: bool = spec()
+    auxiliary_weight: float = spec(ge=0.0)
+    drop_path_prob: float = spec(ge=0.0, lt=1.0)
+    epochs: int = spec(ge=1)
+    batch_size: int = spec(ge=1)
+    lr: float = spec(gt=0.0)
+    lr_min: float = spec(ge=0.0)
+    momentum: float = spec(ge=0.0, lt=1.0)
+    weight_decay: float = spec(ge=0.0)
+    grad_clip: float = spec(gt=0.0)
+    label_smoothing: float = spec(ge=0.0, lt=1.0)
+    schedule: Literal["cosine", "step"] = spec()
+    decay_rate: float = spec(gt=0.0, le=1.0, doc="per-epoch factor of the step schedule")
+    augment: Literal["darts", "seed001", "random_crop_flip", "none"] = spec()
+    cutout_length: int = spec(ge=0)
+    checkpoint_every_steps: int = spec(ge=0)
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    genotype: str | None = spec(doc="null: the search result; or a published name / JSON path")
+    cifar: TrainParams = spec()
+    imagenet: TrainParams = spec()
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = spec(ge=1)
+
+
+@dataclass(frozen=True)
+class DartsParams:
+    search: SearchParams
+    finetune: FinetuneParams
+    evaluate: EvaluateParams
+    paper: dict[str, Any] = spec(default_factory=dict, doc="published numbers, for the report")
+
+
+class SearchMonitor(Hook):
+    """After each epoch: supernet validation error, softmax(alpha) per group, derived genotype."""
+
+    def __init__(self, model, val_batches) -> None:
+        self.model, self.val_batches = model, val_batches
+
+    def after_epoch(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        errs = topk_errors(self.model, self.val_batches, ks=(1,))
+        metrics["val_err"] = errs["top1_err"]
+        metrics["train_err"] = 100.0 * (1.0 - metrics.pop("train_acc", 0.0))
+        metrics["lr"] = trainer.task.lr
+        probs = self.model.alpha_probs()
+        metrics["alphas"] = {k: v.detach().cpu().tolist() for k, v in probs.items()}
+        metrics["entropy"] = float(sum(-(p * p.clamp_min(1e-12).log()).sum(-1).mean().detach()
+                                       for p in probs.values()) / len(probs))
+        metrics["genotype"] = self.model.genotype().to_json()["cells"]
+
+
+class ErrHook(Hook):
+    """train_acc -> train_err (percent), the form reports use."""
+
+    def after_epoch(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        if "train_acc" in metrics:
+            metrics["train_err"] = 100.0 * (1.0 - metrics.pop("train_acc"))
+
+
+@METHODS.register("darts")
+class DartsMethod(Method):
+    name = "darts"
+    params_cls = DartsParams
+
+    # -- pieces a DARTS-family method may override ------------------------------------------
+    def space(self) -> CellSpace:
+        return CellSpace(primitives=tuple(self.p.search.supernet.primitives))
+
+    def build_supernet(self, num_classes: int) -> torch.nn.Module:
+        s = self.p.search.supernet
+        return SUPERNETS["darts"](s.C, num_classes, s.layers, self.space(), s.stem_multiplier, s.mixed_op)
+
+    def arch_regulariser(self):
+        return None
+
+    def build_network(self, genotype: Genotype, family: str, num_classes: int, tp: TrainParams):
+        name = "darts_cifar" if family == "cifar" else "darts_imagenet"
+        return create_model(name, genotype=genotype, C=tp.C, num_classes=num_classes,
+                            layers=tp.layers, auxiliary=tp.auxiliary)
+
+    # -- stages --------------------------------------------------------------------------------
+    def search(self) -> dict[str, Any]:
+        p, run = self.p.search, self.params.run
+        out = self.layout.search_dir(self.name)
+        metrics_path = self.layout.metrics(f"{self.name}-search")
+        configure(run.tracking_uri)
+        try:
+            tensors, manifest = load_prepared(self.layout.prepared(p.dataset))
+        except NotRun as e:
+            out.mkdir(parents=True, exist_ok=True)
+            return self.not_run(str(e), out / "status.json", metrics_path)
+        device = setup(run)
+        x_aug = tensors["train_x32"] if p.augment == "darts" else tensors["train_x"]
+        y = tensors["train_y"]
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(run.seed))
+        cut = int(len(y) * p.train_portion)
+        tr, va = perm[:cut], perm[cut:]  # S_train for weights, S_val for alpha (search never sees test)
+        cp = self.params.data.cifar
+        aug = make_transform(p.augment, mean=cp.mean, std=cp.std, crop_size=32)
+        plain = make_transform("none", mean=cp.mean, std=cp.std)
+        train = TensorBatches(x_aug[tr].to(device), y[tr].to(device), p.batch_size, aug,
+                              shuffle=True, seed=run.seed)
+        val = TensorBatches(x_aug[va].to(device), y[va].to(device), p.batch_size, aug,
+                            shuffle=True, seed=run.seed + 1)
+        val_eval = TensorBatches(tensors["train_x32"][va].to(device), y[va].to(device),
+                                 self.p.evaluate.batch_size, plain, shuffle=False, seed=0)
+        model = self.build_supernet(len(tensors["classes"])).to(device)
+        strategy = DifferentiableSearch(
+            model, lr=p.lr, lr_min=p.lr_min, momentum=p.momentum, weight_decay=p.weight_decay,
+            grad_clip=p.grad_clip, epochs=p.epochs, arch_lr=p.arch_lr, arch_betas=tuple(p.arch_betas),
+            arch_weight_decay=p.arch_weight_decay, order=p.order, hvp_eps=p.hvp_eps,
+            arch_regulariser=self.arch_regulariser(), autocast_dtype=autocast_dtype(run, device))
+        ckpt = CheckpointHook(self.layout.checkpoints(self.name) / "search.pt",
+                              self.params.fingerprint("search"), p.checkpoint_every_steps, device=device)
+        prior = ckpt.peek_extra()
+        trainer = Trainer(strategy, PairedBatches(train, val), p.epochs, seed=run.seed,
+                          hooks=[SearchMonitor(model, val_eval), MLflowHook(), ckpt], desc="search")
+        with start_run(self.name, "search", run_id=prior.get("mlflow_run_id"),
+                       params={"profile": self.params.profile, "search": to_dict(p),
+                               "data": to_dict(self.params.data), "seed": run.seed},
+                       tags={"stage": "search", "dataset": manifest["display_name"],
+                             "profile": self.params.profile}) as mlrun:
+            ckpt.extra["mlflow_run_id"] = mlrun.info.run_id
+            with Timer() as t:
+                history = trainer.run()
+            genotype = strategy.genotype()
+            genotype = Genotype(genotype.cells, genotype.space, meta={
+                "method": self.name, "mlflow_run_id": mlrun.info.run_id, "profile": self.params.profile,
+                "epochs": p.epochs, "order": p.order, "dataset": manifest["display_name"]})
+            ghash = log_genotype(genotype)
+            import mlflow
+            mlflow.log_dict({"epochs": [{k: h[k] for k in ("epoch", "alphas", "genotype")} for h in history],
+                             "primitives": list(self.space().primitives),
+                             "edges": self.space().edges()}, "alpha_history.json")
+        genotype.save(out / "genotype.json")
+        write_json(out / "alpha_history.json", {
+            "primitives": list(self.space().primitives), "edges": self.space().edges(),
+            "epochs": [{k: h[k] for k in ("epoch", "alphas", "val_err", "entropy")} for h in history]})
+        last = history[-1]
+        status = {"status": "ok", "genotype_hash": ghash, "mlflow_run_id": mlrun.info.run_id}
+        write_json(out / "status.json", status)
+        metrics = {"status": "ok", "genotype_hash": ghash, "val_err": round(last["val_err"], 4),
+                   "train_err": round(last["train_err"], 4), "train_loss": round(last["train_loss"], 6),
+                   "epochs": p.epochs, "order": p.order, "search_seconds": round(t.seconds, 1),
+                   "resumed": ckpt.resumed_from is not None, "dataset": manifest["display_name"],
+                   "images": {"s_train": len(tr), "s_val": len(va)}, "profile": self.params.profile,
+                   "hardware": hardware()}
+        write_json(metrics_path, metrics)
+        return metrics
+
+    def _genotype(self) -> tuple[Genotype, str | None]:
+        allowed = self.space().primitives
+        if self.p.finetune.genotype:
+            return load_genotype(self.p.finetune.genotype, allowed), None
+        status = self.status_of(self.layout.search_dir(self.name) / "status.json")
+        if status.get("status") != "ok":
+            raise NotRun(status.get("reason", "not run: search produced no genotype"))
+        g = load_genotype(self.layout.search_dir(self.name) / "genotype.json", allowed)
+        return g, status.get("mlflow_run_id")
+
+    def _train_params(self, dataset: str) -> tuple[str, TrainParams]:
+        family = DATASETS[dataset].family
+        return family, (self.p.finetune.cifar if family == "cifar" else self.p.finetune.imagenet)
+
+    def finetune(self, dataset: str) -> dict[str, Any]:
+        run = self.params.run
+        out = self.layout.finetune_dir(self.name, dataset)
+        out.mkdir(parents=True, exist_ok=True)
+        configure(run.tracking_uri)
+        family, tp = self._train_params(dataset)
+        try:
+            genotype, search_run = self._genotype()
+            tensors, manifest = load_prepared(self.layout.prepared(dataset))
+        except NotRun as e:
+            return self.not_run(str(e), out / "status.json")
+        device = setup(run)
+        mean, std = ((self.params.data.cifar.mean, self.params.data.cifar.std) if family == "cifar"
+                     else (self.params.data.imagenet.mean, self.params.data.imagenet.std))
+        crop = 32 if family == "cifar" else self.params.data.imagenet.crop_size
+        x = tensors["train_x32"] if tp.augment == "darts" else tensors["train_x"]
+        aug = make_transform(tp.augment, mean=mean, std=std, crop_size=crop, cutout_length=tp.cutout_length)
+        batches = TensorBatches(x.to(device), tensors["train_y"].to(device), tp.batch_size, aug,
+                                shuffle=True, seed=run.seed)
+        num_classes = len(tensors["classes"])
+        model = self.build_network(genotype, family, num_classes, tp).to(device)
+        channels_last = run.channels_last and device.type == "cuda"
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), tp.lr, momentum=tp.momentum,
+                                    weight_decay=tp.weight_decay)
+        scheduler = _scheduler(optimizer, tp)
+        task = SupervisedTask(model, optimizer, scheduler, epochs=tp.epochs, aux_weight=tp.auxiliary_weight,
+                              grad_clip=tp.grad_clip, drop_path_prob=tp.drop_path_prob,
+                              label_smoothing=tp.label_smoothing, autocast_dtype=autocast_dtype(run, device),
+                              channels_last=channels_last)
+        ckpt = CheckpointHook(self.layout.checkpoints(self.name) / f"finetune-{dataset}.pt",
+                              self.params.fingerprint("finetune") + genotype.canonical_hash(),
+                              tp.checkpoint_every_steps, device=device)
+        prior = ckpt.peek_extra()
+        trainer = Trainer(task, batches, tp.epochs, seed=run.seed, hooks=[ErrHook(), MLflowHook(), ckpt],
+                          desc=f"finetune {dataset}")
+        params_m = count_params(model) / 1e6
+        macs_m = count_macs(model, (3, crop, crop)) / 1e6
+        with start_run(self.name, f"finetune-{dataset}", run_id=prior.get("mlflow_run_id"),
+                       params={"profile": self.params.profile, "train": to_dict(tp), "seed": run.seed},
+                       tags={**genotype_tags(genotype, stage="finetune", dataset=manifest["display_name"],
+                                             profile=self.params.profile),
+                             **({"search_run_id": search_run} if search_run else {})}) as mlrun:
+            ckpt.extra["mlflow_run_id"] = mlrun.info.run_id
+            log_genotype(genotype)
+            import mlflow
+            mlflow.log_metrics({"params_m": params_m, "macs_m": macs_m})
+            with Timer() as t:
+                history = trainer.run()
+        torch.save({"state_dict": model.state_dict(), "genotype": genotype.to_json(), "family": family,
+                    "num_classes": num_classes, "train": to_dict(tp)}, out / "model.pt")
+        status = {"status": "ok", "mlflow_run_id": mlrun.info.run_id, "genotype_hash": genotype.canonical_hash(),
+                  "dataset": manifest["display_name"], "epochs": tp.epochs, "train_seconds": round(t.seconds, 1),
+                  "train_err": round(history[-1]["train_err"], 4), "train_images": len(batches.x)}
+        write_json(out / "status.json", status)
+        return status
+
+    def evaluate(self, dataset: str) -> dict[str, Any]:
+        run = self.params.run
+        metrics_path = self.layout.metrics(f"{self.name}-{dataset}")
+        status = self.status_of(self.layout.finetune_dir(self.name, dataset) / "status.json")
+        if status.get("status") != "ok":
+            return self.not_run(status.get("reason", "not run"), metrics_path)
+        configure(run.tracking_uri)
+        family, tp = self._train_params(dataset)
+        device = setup(run)
+        tensors, manifest = load_prepared(self.layout.prepared(dataset))
+        saved = torch.load(self.layout.finetune_dir(self.name, dataset) / "model.pt", map_location=device,
+                           weights_only=False)
+        genotype = Genotype.from_json(saved["genotype"], self.space().primitives)
+        model = self.build_network(genotype, family, saved["num_classes"], tp).to(device)
+        model.load_state_dict(saved["state_dict"])
+        mean, std = ((self.params.data.cifar.mean, self.params.data.cifar.std) if family == "cifar"
+                     else (self.params.data.imagenet.mean, self.params.data.imagenet.std))
+        test = TensorBatches(tensors["test_x"].to(device), tensors["test_y"].to(device),
+                             self.p.evaluate.batch_size, make_transform("none", mean=mean, std=std),
+                             shuffle=False, seed=0)
+        errs = topk_errors(model, test, ks=(1, 5))
+        side = tensors["test_x"].shape[-1]
+        metrics = {"status": "ok", "dataset": manifest["display_name"], "top1_err": round(errs["top1_err"], 4),
+                   "top5_err": round(errs["top5_err"], 4), "params_m": round(count_params(model) / 1e6, 4),
+                   "macs_m": round(count_macs(model, (3, side, side)) / 1e6, 2),
+                   "genotype_hash": genotype.canonical_hash(), "epochs": status["epochs"],
+                   "train_images": status["train_images"], "test_images": len(test.x),
+                   "input": side, "layers": tp.layers, "C": tp.C, "profile": self.params.profile, "hardware": hardware()}
+        import mlflow
+        with start_run(self.name, "finetune", run_id=status["mlflow_run_id"]):
+            with start_run(self.name, f"evaluate-{dataset}", nested=True,
+                           tags=genotype_tags(genotype, stage="evaluate", dataset=manifest["display_name"],
+                                              finetune_run_id=status["mlflow_run_id"])):
+                mlflow.log_metrics({k: metrics[k] for k in ("top1_err", "top5_err", "params_m", "macs_m")})
+            mlflow.log_metrics({f"test_{k}": metrics[k] for k in ("top1_err", "top5_err")})
+        write_json(metrics_path, metrics)
+        return metrics
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, tp: TrainParams):
+    from timm.scheduler import CosineLRScheduler, StepLRScheduler
+
+    if tp.schedule == "cosine":
+        return CosineLRScheduler(optimizer, t_initial=tp.epochs, lr_min=tp.lr_min, t_in_epochs=True)
+    return StepLRScheduler(optimizer, decay_t=1, decay_rate=tp.decay_rate, t_in_epochs=True)

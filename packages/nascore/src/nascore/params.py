@@ -1,0 +1,68 @@
+"""Loading params/: run.yaml (profile + run), data.yaml, <method>.yaml, profiles.yaml.
+
+The active profile's overrides are merged over the base files, then every section is
+validated into its dataclass. Errors name the file, the key and what is allowed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nascore.config import ParamsError, deep_merge, from_dict, read_yaml, to_dict
+from nascore.data.params import DataParams
+from nascore.runtime import RunParams
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything a stage needs, typed."""
+
+    profile: str
+    run: RunParams
+    data: DataParams
+    method: Any
+    method_name: str
+
+    def fingerprint(self, *sections: str) -> str:
+        """A hash of the params that shape a stage's result (for checkpoint compatibility)."""
+        blob = {"run": {k: v for k, v in to_dict(self.run).items() if k not in ("tracking_uri", "threads")},
+                "data": to_dict(self.data),
+                "method": {s: to_dict(getattr(self.method, s)) for s in sections}}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_params(root: Path, method: str | None, profile: str | None = None) -> Params:
+    """Read, merge the profile, validate. `method=None` loads only run and data."""
+    from nascore.methods import METHODS
+
+    pdir = root / "params"
+    run_file = read_yaml(pdir / "run.yaml")
+    unknown = sorted(set(run_file) - {"profile", "run"})
+    if unknown:
+        raise ParamsError(f"params/run.yaml: unknown key '{unknown[0]}'; allowed keys: profile, run")
+    profile = profile or run_file.get("profile") or "paper"
+    profiles = read_yaml(pdir / "profiles.yaml")
+    if profile not in profiles:
+        raise ParamsError(f"params/run.yaml: profile: got {profile!r}; defined in params/profiles.yaml: "
+                          f"{', '.join(sorted(profiles))}")
+    over = profiles[profile] or {}
+    sections = {"run", "data", *METHODS.names()}
+    bad = sorted(set(over) - sections)
+    if bad:
+        raise ParamsError(f"params/profiles.yaml: {profile}.{bad[0]}: unknown section; allowed: "
+                          f"{', '.join(sorted(sections))}")
+    run = from_dict(RunParams, deep_merge(run_file.get("run") or {}, over.get("run") or {}),
+                    "params/run.yaml: run")
+    data_file = read_yaml(pdir / "data.yaml")
+    data = from_dict(DataParams, deep_merge(data_file.get("data") or {}, over.get("data") or {}),
+                     "params/data.yaml: data")
+    method_params = None
+    if method is not None:
+        spec_ = METHODS[method]
+        base = read_yaml(pdir / f"{method}.yaml")
+        method_params = from_dict(spec_.params_cls, deep_merge(base, over.get(method) or {}),
+                                  f"params/{method}.yaml")
+    return Params(profile, run, data, method_params, method or "")

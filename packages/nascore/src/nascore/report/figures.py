@@ -1,0 +1,96 @@
+"""Figures for reports: alpha evolution per edge, search curves, cell drawings (matplotlib)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nascore.genotype import CellGenotype  # noqa: E402
+
+
+def plot_alphas(history: dict[str, Any], group: str, path: Path) -> Path:
+    """softmax(alpha) of every op on every edge of one alpha group, over search epochs."""
+    prims, edges = history["primitives"], history["edges"]
+    epochs = [e["epoch"] for e in history["epochs"]]
+    n = len(edges)
+    cols = 5
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), sharex=True, sharey=True,
+                             squeeze=False)
+    for i, (node, src) in enumerate(edges):
+        ax = axes[i // cols][i % cols]
+        for k, op in enumerate(prims):
+            ax.plot(epochs, [e["alphas"][group][i][k] for e in history["epochs"]], label=op,
+                    marker="o" if len(epochs) < 10 else None, ms=3)
+        ax.set_title(f"edge {src}->{node}", fontsize=9)
+        ax.grid(alpha=0.3)
+    for j in range(n, rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", ncol=2, fontsize=8)
+    fig.supxlabel("search epoch")
+    fig.supylabel("softmax(alpha)")
+    fig.suptitle(f"alpha evolution, {group} cells")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_search_curve(history: dict[str, Any], path: Path) -> Path:
+    """Supernet validation error and alpha entropy per search epoch."""
+    ep = [e["epoch"] for e in history["epochs"]]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(ep, [e["val_err"] for e in history["epochs"]], marker="o", label="supernet val error (%)")
+    ax.set_xlabel("search epoch")
+    ax.set_ylabel("val error (%)")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [e["entropy"] for e in history["epochs"]], color="tab:red", marker="s",
+             label="mean alpha entropy")
+    ax2.set_ylabel("entropy (nats)")
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def draw_cell(cell: CellGenotype, title: str, path: Path) -> Path:
+    """The derived cell as a DAG: inputs left, nodes in the middle, concat output right."""
+    n_nodes = len(cell.nodes)
+    pos = {0: (0.0, 0.75), 1: (0.0, 0.25)}
+    for j in range(n_nodes):
+        pos[j + 2] = (1.0 + j, 0.9 - 0.8 * (j % 2))
+    out = (n_nodes + 1.2, 0.5)
+    names = {0: "c_{k-2}", 1: "c_{k-1}", **{j + 2: str(j) for j in range(n_nodes)}}
+    fig, ax = plt.subplots(figsize=(2.0 + 1.6 * n_nodes, 3.0))
+    for j, node in enumerate(cell.nodes):
+        for op, src in node:
+            (x0, y0), (x1, y1) = pos[src], pos[j + 2]
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops=dict(arrowstyle="->", lw=1.2, shrinkA=14, shrinkB=14,
+                                        connectionstyle="arc3,rad=0.15"))
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.04, op, fontsize=7, ha="center",
+                    bbox=dict(boxstyle="round,pad=0.15", fc="lightyellow", ec="none"))
+    for i in cell.concat:
+        ax.annotate("", xy=out, xytext=pos[i], arrowprops=dict(arrowstyle="->", lw=0.8, color="gray",
+                                                               shrinkA=14, shrinkB=16))
+    for i, (x, y) in pos.items():
+        ax.text(x, y, names[i], ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="circle" if i > 1 else "round", fc="lightblue" if i > 1 else "lightgreen"))
+    ax.text(*out, "c_{k}", ha="center", va="center", fontsize=9, bbox=dict(boxstyle="round", fc="wheat"))
+    ax.set_xlim(-0.4, out[0] + 0.4)
+    ax.set_ylim(-0.05, 1.1)
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,69 @@
+"""Device choice, determinism and run-level params."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from nascore.config import spec
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Run-level settings (params/run.yaml `run:`), shared by every method and stage."""
+
+    seed: int = spec(0, ge=0)
+    deterministic: bool = spec(False, doc="seeded, cudnn deterministic, no benchmark autotune")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = spec(True, doc="bf16 autocast on GPU (ignored on CPU)")
+    channels_last: bool = spec(True, doc="channels_last memory format on GPU")
+    threads: int | None = spec(None, ge=1, doc="CPU threads for torch (null = torch default)")
+    tracking_uri: str | None = spec(None, doc="MLflow store; $MLFLOW_TRACKING_URI wins")
+
+
+def select_device(run: RunParams) -> torch.device:
+    """cuda when asked or available under auto; a clear error when cuda is asked but absent."""
+    if run.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("run.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if run.device == "cpu" or (run.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def setup(run: RunParams) -> torch.device:
+    """Seed everything, apply the determinism mode, pick the device."""
+    random.seed(run.seed)
+    np.random.seed(run.seed)
+    torch.manual_seed(run.seed)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    torch.backends.cudnn.benchmark = not run.deterministic
+    torch.backends.cudnn.deterministic = run.deterministic
+    if run.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return select_device(run)
+
+
+def autocast_dtype(run: RunParams, device: torch.device) -> torch.dtype | None:
+    return torch.bfloat16 if run.amp and device.type == "cuda" else None
+
+
+def hardware() -> str:
+    """A one-line description of where numbers were measured."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {cpu}, {os.cpu_count()} cores (torch {torch.__version__})"

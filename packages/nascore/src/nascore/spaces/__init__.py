@@ -1,0 +1,4 @@
+"""Search spaces: which edges and candidate ops a cell has, and how a genotype is derived."""
+from nascore.spaces.darts import PRIMITIVES, SPACES, CellSpace
+
+__all__ = ["SPACES", "CellSpace", "PRIMITIVES"]

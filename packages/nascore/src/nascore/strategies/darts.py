@@ -1,0 +1,155 @@
+"""Gradient-based architecture search (DARTS, Liu et al. 2019, Alg. 1).
+
+Lifecycle (NASLib's contract): build with a supernet, `new_epoch`, `step(train, val)`,
+`genotype()`, `state_dict()`. The architecture loss can take an extra regulariser
+(e.g. an entropy term) without touching the step code.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from nascore.genotype import Genotype
+from nascore.registry import Registry
+
+STRATEGIES: Registry = Registry("search strategy")
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+Regulariser = Callable[[nn.Module], torch.Tensor]
+
+
+@STRATEGIES.register("darts")
+class DifferentiableSearch:
+    """Alternating alpha / weight updates; order 1 (xi = 0) or 2 (unrolled, eq. 7-8)."""
+
+    def __init__(self, model: nn.Module, *, lr: float, lr_min: float, momentum: float,
+                 weight_decay: float, grad_clip: float, epochs: int, arch_lr: float,
+                 arch_betas: tuple[float, float], arch_weight_decay: float, order: int = 1,
+                 arch_regulariser: Regulariser | None = None, hvp_eps: float = 0.01,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        from timm.scheduler import CosineLRScheduler
+
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {order}")
+        self.model, self.order, self.grad_clip = model, order, grad_clip
+        self.momentum, self.weight_decay, self.hvp_eps = momentum, weight_decay, hvp_eps
+        self.arch_regulariser = arch_regulariser
+        self.autocast_dtype = autocast_dtype
+        self.w_optim = torch.optim.SGD(model.weight_parameters(), lr, momentum=momentum,
+                                       weight_decay=weight_decay)
+        self.a_optim = torch.optim.Adam(model.arch_parameters(), lr=arch_lr,
+                                        betas=tuple(arch_betas), weight_decay=arch_weight_decay)
+        # cosine from lr to lr_min over the search epochs, stepped per epoch (DARTS train_search.py)
+        self.scheduler = CosineLRScheduler(self.w_optim, t_initial=epochs, lr_min=lr_min,
+                                           warmup_t=0, t_in_epochs=True)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def new_epoch(self, epoch: int) -> None:
+        self.scheduler.step(epoch)
+        self.model.train()
+
+    @property
+    def lr(self) -> float:
+        return self.w_optim.param_groups[0]["lr"]
+
+    def step(self, batch: tuple[Batch, Batch]) -> dict[str, torch.Tensor]:
+        """One architecture step on the val batch, then one weight step on the train batch."""
+        (x_train, y_train), (x_val, y_val) = batch
+        self.a_optim.zero_grad(set_to_none=True)
+        if self.order == 1:
+            self._arch_loss(x_val, y_val).backward()
+        else:
+            self._unrolled_backward(x_train, y_train, x_val, y_val)
+        self.a_optim.step()
+
+        self.w_optim.zero_grad(set_to_none=True)
+        with self._autocast():
+            logits = self.model(x_train)
+            loss = F.cross_entropy(logits, y_train)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.grad_clip)
+        self.w_optim.step()
+        return {"loss": loss.detach() * len(y_train),
+                "correct": (logits.argmax(1) == y_train).sum(),
+                "n": torch.tensor(len(y_train), device=y_train.device)}
+
+    def genotype(self) -> Genotype:
+        return self.model.genotype()
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "w_optim": self.w_optim.state_dict(),
+                "a_optim": self.a_optim.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.w_optim.load_state_dict(state["w_optim"])
+        self.a_optim.load_state_dict(state["a_optim"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    # -- architecture gradients ------------------------------------------------------
+    def _autocast(self):
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+    def _arch_loss(self, x: torch.Tensor, y: torch.Tensor, weights: dict | None = None) -> torch.Tensor:
+        with self._autocast():
+            logits = self._forward(x, weights)
+            loss = F.cross_entropy(logits, y)
+        if self.arch_regulariser is not None:
+            loss = loss + self.arch_regulariser(self.model)
+        return loss
+
+    def _forward(self, x: torch.Tensor, weights: dict | None) -> torch.Tensor:
+        if weights is None:
+            return self.model(x)
+        # fresh copies of the BN buffers: the virtual step must not move the running stats
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        return functional_call(self.model, {**weights, **buffers}, (x,))
+
+    def _unrolled_backward(self, x_train, y_train, x_val, y_val) -> None:
+        """grad_alpha L_val(w', alpha) - xi * Hessian-vector term, with
+        w' = w - xi * (momentum * buf + grad_w L_train + wd * w) (DARTS eq. 7-8)."""
+        named = self.model.named_weight_parameters()
+        names = [n for n, _ in named]
+        params = [p for _, p in named]
+        xi = self.lr
+        train_loss = F.cross_entropy(self.model(x_train), y_train)
+        grads = torch.autograd.grad(train_loss, params)
+        unrolled = {}
+        for name, p, g in zip(names, params, grads):
+            buf = self.w_optim.state.get(p, {}).get("momentum_buffer")
+            step = g + self.weight_decay * p.detach()
+            if buf is not None:
+                step = step + self.momentum * buf
+            unrolled[name] = (p.detach() - xi * step).requires_grad_(True)
+
+        val_loss = self._arch_loss(x_val, y_val, unrolled)
+        alphas = self.model.arch_parameters()
+        out = torch.autograd.grad(val_loss, alphas + list(unrolled.values()), allow_unused=True)
+        d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, out[:len(alphas)])]
+        vector = [torch.zeros_like(p) if g is None else g for p, g in zip(params, out[len(alphas):])]
+
+        implicit = self._hessian_vector_product(names, params, vector, x_train, y_train)
+        for a, g, h in zip(alphas, d_alpha, implicit):
+            a.grad = g - xi * h
+
+    def _hessian_vector_product(self, names, params, vector, x, y) -> list[torch.Tensor]:
+        """(grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps), the finite
+        difference of DARTS eq. 8 with eps = hvp_eps / ||v||."""
+        norm = torch.sqrt(sum((v * v).sum() for v in vector))
+        eps = self.hvp_eps / (norm + 1e-12)
+        alphas = self.model.arch_parameters()
+        grads = []
+        for sign in (1.0, -1.0):
+            shifted = {n: p.detach() + sign * eps * v for n, p, v in zip(names, params, vector)}
+            loss = F.cross_entropy(self._forward(x, shifted), y)
+            grads.append(torch.autograd.grad(loss, alphas, allow_unused=True))
+        zero = [torch.zeros_like(a) for a in alphas]
+        plus = [z if g is None else g for z, g in zip(zero, grads[0])]
+        minus = [z if g is None else g for z, g in zip(zero, grads[1])]
+        return [(gp - gn) / (2 * eps) for gp, gn in zip(plus, minus)]

@@ -1,0 +1,112 @@
+"""The DARTS search network (Liu et al. 2019, sec. 3.1.1): a stack of cells whose edges are
+mixed ops, reductions at 1/3 and 2/3 of the depth, one alpha matrix per alpha group."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nascore.genotype import Genotype
+from nascore.ops import MIXED_OPS, FactorizedReduce, ReLUConvBN
+from nascore.registry import Registry
+from nascore.spaces.darts import CellSpace
+
+SUPERNETS: Registry = Registry("supernet")
+
+
+def reduction_layers(layers: int) -> tuple[int, int]:
+    """Indices of the two reduction cells: at 1/3 and 2/3 of the depth."""
+    return layers // 3, 2 * layers // 3
+
+
+class SearchCell(nn.Module):
+    """A cell whose every edge is a mixed op over the space's primitives."""
+
+    def __init__(self, space: CellSpace, C_pp: int, C_p: int, C: int, reduction: bool,
+                 reduction_prev: bool, mixed_op: str) -> None:
+        super().__init__()
+        self.space, self.reduction = space, reduction
+        self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
+                            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        op_cls = MIXED_OPS[mixed_op]
+        self.edges = nn.ModuleList(
+            op_cls(C, 2 if reduction and src < 2 else 1, space.primitives)
+            for _, src in space.edges())
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for j in range(self.space.steps):
+            n_in = len(states)
+            states.append(sum(self.edges[offset + i](h, weights[offset + i])
+                              for i, h in enumerate(states)))
+            offset += n_in
+        return torch.cat(states[-self.space.multiplier:], dim=1)
+
+
+@SUPERNETS.register("darts")
+class DartsSupernet(nn.Module):
+    """DARTS' search model. Subclasses change `alpha_key` to decouple cells (e.g. per level)."""
+
+    def __init__(self, C: int, num_classes: int, layers: int, space: CellSpace | None = None,
+                 stem_multiplier: int = 3, mixed_op: str = "reference") -> None:
+        super().__init__()
+        if layers < 3:
+            raise ValueError(f"a DARTS supernet needs >= 3 layers (two reductions), got {layers}")
+        self.space = space or CellSpace()
+        self.layers, self.num_classes = layers, num_classes
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        self.cell_keys: list[str] = []
+        reduction_prev = False
+        reductions = reduction_layers(layers)
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                C_curr *= 2
+            self.cells.append(SearchCell(self.space, C_pp, C_p, C_curr, reduction, reduction_prev,
+                                         mixed_op))
+            self.cell_keys.append(self.alpha_key(i, reduction))
+            reduction_prev = reduction
+            C_pp, C_p = C_p, self.space.multiplier * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+        n_ops = len(self.space.primitives)
+        self.alphas = nn.ParameterDict({
+            key: nn.Parameter(1e-3 * torch.randn(self.space.num_edges, n_ops))
+            for key in dict.fromkeys(self.cell_keys)})
+
+    def alpha_key(self, index: int, reduction: bool) -> str:
+        """The alpha group a cell reads: DARTS shares one for normal and one for reduce cells."""
+        return "reduce" if reduction else "normal"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = self.alpha_probs()
+        s0 = s1 = self.stem(x)
+        for cell, key in zip(self.cells, self.cell_keys):
+            s0, s1 = s1, cell(s0, s1, probs[key])
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+    def alpha_probs(self) -> dict[str, torch.Tensor]:
+        """softmax(alpha) per group: the edge weights of eq. 2."""
+        return {k: F.softmax(a, dim=-1) for k, a in self.alphas.items()}
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas.values())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def named_weight_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith("alphas.")]
+
+    def genotype(self) -> Genotype:
+        """Derive one cell per alpha group."""
+        probs = self.alpha_probs()
+        return Genotype(cells={k: self.space.derive(p) for k, p in probs.items()},
+                        space="darts")

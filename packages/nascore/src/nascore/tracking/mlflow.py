@@ -1,0 +1,122 @@
+"""MLflow helpers: resolve the store, fail fast when it cannot be reached, one experiment per
+method, genotypes as JSON artifacts plus a `genotype_hash` tag."""
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from nascore.config import flatten
+from nascore.genotype import Genotype
+from nascore.train.loop import Hook, Trainer
+
+DEFAULT_URI = "sqlite:///mlflow/mlflow.db"
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server cannot be reached; raised before any compute starts."""
+
+
+def resolve_uri(from_params: str | None) -> str:
+    """$MLFLOW_TRACKING_URI, else params' run.tracking_uri, else the embedded sqlite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or from_params or DEFAULT_URI
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """HTTP servers must answer /health; sqlite stores must have a writable folder."""
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                if resp.status >= 400:
+                    raise TrackingUnavailable(f"MLflow server {uri} answered {resp.status} on /health")
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+            raise TrackingUnavailable(
+                f"MLflow server {uri} cannot be reached ({e}); start it, fix MLFLOW_TRACKING_URI, "
+                f"or unset it to use the embedded store {DEFAULT_URI}") from None
+    elif uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingUnavailable(f"cannot create the MLflow store folder {db.parent}: {e}") from None
+
+
+def configure(from_params: str | None = None) -> str:
+    """Point MLflow at the resolved store after checking it answers; returns the URI."""
+    import mlflow
+
+    uri = resolve_uri(from_params)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def experiment_id(name: str) -> str:
+    """Get or create the method's experiment; local stores keep artifacts under mlflow/artifacts."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    uri = mlflow.get_tracking_uri()
+    location = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):]).resolve()
+        location = (db.parent / "artifacts" / name).as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+@contextmanager
+def start_run(experiment: str, run_name: str, *, tags: dict[str, str] | None = None,
+              params: dict[str, Any] | None = None, run_id: str | None = None,
+              nested: bool = False) -> Iterator[Any]:
+    """A run in the method's experiment; resumes `run_id` when given (after a kill).
+    Ends FAILED with the error as a tag when the body raises."""
+    import mlflow
+
+    exp = experiment_id(experiment)
+    kwargs = {"run_id": run_id} if run_id else {"run_name": run_name, "experiment_id": exp}
+    run = mlflow.start_run(nested=nested, **kwargs)
+    try:
+        if tags:
+            mlflow.set_tags(tags)
+        if params and not run_id:
+            flat = {k: (v if v is not None else "null") for k, v in flatten(params).items()}
+            items = list(flat.items())
+            for i in range(0, len(items), 90):
+                mlflow.log_params(dict(items[i:i + 90]))
+        yield run
+    except BaseException as e:
+        mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:4000])
+        mlflow.end_run(status="FAILED" if not isinstance(e, KeyboardInterrupt) else "KILLED")
+        raise
+    else:
+        mlflow.end_run()
+
+
+def log_genotype(genotype: Genotype, artifact: str = "genotype.json") -> str:
+    """The genotype as a JSON artifact and its canonical hash as a tag; returns the hash."""
+    import mlflow
+
+    h = genotype.canonical_hash()
+    mlflow.log_dict(genotype.to_json(), artifact)
+    mlflow.set_tag("genotype_hash", h)
+    return h
+
+
+class MLflowHook(Hook):
+    """Logs each epoch's metrics at step = epoch number."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def after_epoch(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        import mlflow
+
+        numbers = {f"{self.prefix}{k}": float(v) for k, v in metrics.items()
+                   if k != "epoch" and isinstance(v, (int, float))}
+        mlflow.log_metrics(numbers, step=int(metrics["epoch"]))

@@ -1,0 +1,167 @@
+"""The training loop: readable top to bottom; checkpointing, logging and validation are hooks.
+
+A task has `new_epoch(epoch)`, `step(batch) -> dict of device tensors` (sums: loss, correct, n)
+and `state_dict()/load_state_dict()`. Per-step randomness is reseeded from
+(seed, epoch, step), so a run resumed from a mid-epoch checkpoint is identical to one that
+never stopped.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm import tqdm
+
+from nascore.data.loader import step_seed
+
+
+class Divergence(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class Task(Protocol):
+    def new_epoch(self, epoch: int) -> None: ...
+    def step(self, batch: Any) -> dict[str, torch.Tensor]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Hook:
+    """Override what you need; every method gets the trainer."""
+
+    def before_train(self, trainer: "Trainer") -> None: ...
+    def after_step(self, trainer: "Trainer") -> None: ...
+    def after_epoch(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+    def after_train(self, trainer: "Trainer") -> None: ...
+
+
+class Trainer:
+    """Runs `task` over `batches` for `epochs`, with hooks around it."""
+
+    def __init__(self, task: Task, batches: Any, epochs: int, *, seed: int,
+                 hooks: list[Hook] | None = None, desc: str = "train") -> None:
+        self.task, self.batches, self.epochs, self.seed = task, batches, epochs, seed
+        self.hooks = hooks or []
+        self.desc = desc
+        self.epoch = 0          # epochs completed
+        self.step_in_epoch = 0  # steps completed in the current epoch
+        self.global_step = 0
+        self.sums: dict[str, torch.Tensor] = {}
+        self.history: list[dict[str, float]] = []
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step, "sums": self.sums, "history": self.history,
+                "task": self.task.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
+        self.global_step, self.sums = state["global_step"], state["sums"]
+        self.history = state["history"]
+        self.task.load_state_dict(state["task"])
+
+    def run(self) -> list[dict[str, float]]:
+        for h in self.hooks:
+            h.before_train(self)
+        while self.epoch < self.epochs:
+            self.task.new_epoch(self.epoch)
+            bar = tqdm(self.batches.epoch(self.epoch, self.step_in_epoch), total=len(self.batches),
+                       initial=self.step_in_epoch, desc=f"{self.desc} {self.epoch + 1}/{self.epochs}",
+                       leave=False, mininterval=2.0, disable=os.environ.get("NASCORE_PROGRESS") == "0")
+            for batch in bar:
+                torch.manual_seed(step_seed(self.seed, self.epoch, self.step_in_epoch))
+                out = self.task.step(batch)
+                for k, v in out.items():  # accumulate on device: no host sync per step
+                    self.sums[k] = self.sums.get(k, 0) + v.detach().double()
+                self.step_in_epoch += 1
+                self.global_step += 1
+                for h in self.hooks:
+                    h.after_step(self)
+            metrics = self._epoch_metrics()
+            self.epoch, self.step_in_epoch, self.sums = self.epoch + 1, 0, {}
+            self.history.append(metrics)
+            for h in self.hooks:
+                h.after_epoch(self, metrics)
+        for h in self.hooks:
+            h.after_train(self)
+        return self.history
+
+    def _epoch_metrics(self) -> dict[str, float]:
+        n = float(self.sums.pop("n", torch.tensor(1.0)))
+        metrics = {"epoch": self.epoch + 1}
+        for k, v in self.sums.items():
+            metrics[f"train_{'acc' if k == 'correct' else k}"] = float(v) / max(n, 1.0)
+        loss = metrics.get("train_loss", 0.0)
+        if not math.isfinite(loss):
+            raise Divergence(f"train loss is {loss} in epoch {self.epoch + 1}: the run diverged")
+        return metrics
+
+
+class CheckpointHook(Hook):
+    """Saves the trainer state atomically every `every_steps` steps and each epoch; resumes
+    from it if its fingerprint (the params that shape the run) matches."""
+
+    def __init__(self, path: Path, fingerprint: str, every_steps: int = 0,
+                 extra: dict | None = None, device: torch.device | str = "cpu") -> None:
+        self.path, self.fingerprint, self.every_steps = Path(path), fingerprint, every_steps
+        self.device = torch.device(device)
+        self.extra = extra if extra is not None else {}
+        self.resumed_from: int | None = None
+
+    def _load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        state = torch.load(self.path, map_location=self.device, weights_only=False)
+        if state.get("fingerprint") != self.fingerprint:
+            print(f"[nascore] {self.path}: checkpoint is from other params; starting fresh",
+                  file=sys.stderr)
+            return None
+        return state
+
+    def peek_extra(self) -> dict:
+        """The extra data (e.g. the MLflow run id) of a usable checkpoint, before training."""
+        state = self._load()
+        return dict(state.get("extra", {})) if state else {}
+
+    def before_train(self, trainer: Trainer) -> None:
+        state = self._load()
+        if state is None:
+            return
+        trainer.load_state_dict(state["trainer"])
+        self.extra.update(state.get("extra", {}))
+        self.resumed_from = trainer.global_step
+        print(f"[nascore] resumed from {self.path} at epoch {trainer.epoch + 1}, "
+              f"step {trainer.step_in_epoch}", file=sys.stderr)
+
+    def save(self, trainer: Trainer) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"fingerprint": self.fingerprint, "trainer": trainer.state_dict(),
+                    "extra": self.extra}, tmp)
+        os.replace(tmp, self.path)
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.every_steps and trainer.global_step % self.every_steps == 0:
+            self.save(trainer)
+            _maybe_fault(trainer.global_step)
+
+    def after_epoch(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.save(trainer)
+
+    def after_train(self, trainer: Trainer) -> None:
+        # The stage's outputs are the durable result; a checkpoint left behind would let a
+        # later rerun (e.g. after a code change) "resume" a finished run with stale weights.
+        self.path.unlink(missing_ok=True)
+
+
+def _maybe_fault(global_step: int) -> None:
+    """Fault injection for the resume tests: NASCORE_KILL_AT_STEP=N sends SIGKILL to this
+    process right after the checkpoint of step N, as a real crash would."""
+    at = os.environ.get("NASCORE_KILL_AT_STEP")
+    if at and int(at) == global_step:
+        os.kill(os.getpid(), signal.SIGKILL)
