@@ -1,0 +1,33 @@
+# nas-repro: `make setup repro` runs the main job, `make test` the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup repro test bench bench-gpu ui baseline
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt packages/nascore/pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+repro: setup           ## the DAG of the profile in params/run.yaml (default: quick)
+	dvc repro
+
+test: setup            ## unit + integration (tiny dvc repro of the ci profile) + benchmarks as tests
+	$(PY) -m pytest -q --benchmark-disable
+
+bench: setup           ## CPU benchmarks (pytest-benchmark), compared side by side
+	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-group-by=func \
+	  --benchmark-columns=min,median,mean,rounds
+
+bench-gpu: setup       ## GPU benchmark scripts (issue 5); needs a CUDA device
+	@ls bench/*.py >/dev/null 2>&1 || { echo "no GPU benchmark scripts yet (bench/)"; exit 1; }
+	for s in bench/*.py; do $(PY) $$s; done
+
+ui: setup              ## MLflow UI on the embedded store
+	mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --port 5000
+
+baseline: setup        ## refresh tests/baselines/ci_metrics.json from a fresh ci-profile run
+	$(PY) tests/make_baseline.py

@@ -1,0 +1,35 @@
+"""CPU benchmarks (pytest-benchmark): supernet step and mixed op at small sizes. Reported as
+ratios by pytest-benchmark's comparison table; never asserted on time."""
+import pytest
+import torch
+
+from nascore.ops import MIXED_OPS
+from nascore.spaces import PRIMITIVES
+from nascore.strategies.darts import DifferentiableSearch
+from nascore.supernets import DartsSupernet
+
+
+@pytest.mark.parametrize("impl", MIXED_OPS.names())
+def test_mixed_op_forward_backward(benchmark, impl):
+    torch.manual_seed(0)
+    op = MIXED_OPS[impl](8, 1, PRIMITIVES)
+    x = torch.randn(16, 8, 16, 16, requires_grad=True)
+    w = torch.softmax(torch.randn(len(PRIMITIVES)), 0).requires_grad_()
+
+    def run():
+        op(x, w).sum().backward()
+
+    benchmark(run)
+    assert w.grad is not None and x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_supernet_search_step(benchmark, order):
+    torch.manual_seed(0)
+    model = DartsSupernet(C=4, num_classes=10, layers=5)
+    s = DifferentiableSearch(model, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+                             epochs=1, arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3, order=order)
+    batch = ((torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))),
+             (torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))))
+    out = benchmark(s.step, batch)
+    assert torch.isfinite(out["loss"])

@@ -1,0 +1,76 @@
+"""End to end: `dvc repro` of the tiny ci profile in a temporary copy of the repo, then the
+metric regression check against the committed baseline (tests/baselines/ci_metrics.json)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, write_cifar_pickles
+
+SHARED = REPO.parent / "shared" / "data"
+pytestmark = pytest.mark.integration
+
+
+def _copy_repo(dst: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split("\n")
+    for f in filter(None, files):
+        src = REPO / f
+        if src.is_file() and not f.startswith(("reports/", "dvc.lock")):
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+
+
+def test_dvc_repro_ci_profile_end_to_end(tmp_path):
+    root = tmp_path / "main"
+    root.mkdir()
+    _copy_repo(root)
+    run_yaml = root / "params" / "run.yaml"
+    run_yaml.write_text(run_yaml.read_text().replace("profile: quick", "profile: ci"))
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "NASREPRO_DATA")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["NASCORE_PROGRESS"] = "0"
+    real_data = (SHARED / "cifar10-jpeg.tar.gz").is_file()
+    if real_data:
+        env["NASREPRO_DATA"] = str(SHARED)
+    else:  # no shared data on this machine: small pickles the test writes (pipeline check only)
+        write_cifar_pickles(root / "data" / "raw" / "cifar-10-batches-py", train_per_class=20, test_per_class=10)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    metrics = {p.stem: json.loads(p.read_text()) for p in (root / "reports" / "metrics").glob("*.json")}
+    assert metrics["darts-search"]["status"] == "ok"
+    assert metrics["darts-cifar10"]["status"] == "ok" and 0 <= metrics["darts-cifar10"]["top1_err"] <= 100
+    assert metrics["darts-cifar100"]["status"] == "not run"
+    assert metrics["darts-cifar100"]["reason"].startswith("not run: no CIFAR-100 data at")
+    assert metrics["darts-imagenet"]["status"] == "not run"
+    report = (root / "reports" / "darts.md").read_text()
+    assert "paper: DARTS (second order) + cutout | 2.76" in report and "| ours: CIFAR-10" in report
+    assert (root / "reports" / "figures" / "darts" / "alphas_normal.png").stat().st_size > 1000
+
+    import mlflow
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["darts"], output_format="list")
+    search = [r for r in runs if r.data.tags.get("stage") == "search"]
+    assert len(search) == 1
+    ghash = search[0].data.tags["genotype_hash"]
+    assert ghash == metrics["darts-search"]["genotype_hash"]
+    evaluate = [r for r in runs if r.data.tags.get("stage") == "evaluate"]
+    assert evaluate and all(r.data.tags["genotype_hash"] == ghash for r in evaluate)
+    assert all(r.data.tags.get("mlflow.parentRunId") for r in evaluate)
+    art = mlflow.artifacts.download_artifacts(f"runs:/{search[0].info.run_id}/genotype.json")
+    assert json.loads(Path(art).read_text())["schema"] == "nascore.genotype/1"
+
+    if real_data:  # CI's regression gate: fresh metrics against the committed baseline
+        check = subprocess.run([sys.executable, "-m", "nascore.cli", "check-metrics",
+                                "--baseline", str(REPO / "tests" / "baselines" / "ci_metrics.json"),
+                                "--metrics", str(root / "reports" / "metrics"),
+                                "--bands", str(REPO / "params" / "regression.yaml")],
+                               capture_output=True, text=True)
+        print(check.stdout)
+        assert check.returncode == 0, check.stdout + check.stderr

@@ -1,0 +1,38 @@
+"""MLflow: runs, genotype artifacts and tags; an unreachable server fails before compute."""
+import json
+import time
+
+import pytest
+
+from nascore.cli import main
+from nascore.tracking import TrackingUnavailable, configure
+
+
+def test_unreachable_server_fails_fast(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    t0 = time.monotonic()
+    with pytest.raises(TrackingUnavailable, match=r"http://127.0.0.1:9 cannot be reached"):
+        configure()
+    assert time.monotonic() - t0 < 10
+
+
+def test_search_with_unreachable_server_writes_nothing(cifar_project, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    assert main(["--root", str(cifar_project), "search", "--method", "darts"]) == 3
+    assert "cannot be reached" in capsys.readouterr().err
+    assert not (cifar_project / "runs").exists()
+
+
+def test_search_logs_genotype_artifact_tag_and_epoch_metrics(cifar_project, capsys):
+    import mlflow
+
+    assert main(["--root", str(cifar_project), "search", "--method", "darts"]) == 0
+    status = json.loads((cifar_project / "runs" / "darts" / "search" / "status.json").read_text())
+    run = mlflow.get_run(status["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["genotype_hash"] == status["genotype_hash"]
+    assert run.data.params["search.supernet.C"] == "4"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_err")
+    assert [m.step for m in history] == [1, 2]
+    art = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/genotype.json")
+    assert art["schema"] == "nascore.genotype/1" and set(art["cells"]) == {"normal", "reduce"}
