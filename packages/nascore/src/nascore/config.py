@@ -80,7 +80,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ParamsError(f"{path}: got {value!r}, expected {_type_name(tp)}")
         _, varg = typing.get_args(tp)
-        return {str(k): _convert(v, varg, f"{path}.{k}") for k, v in value.items()}
+        return {str(k): _convert(v, varg, _join(path, str(k))) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -108,6 +108,11 @@ def _check_bounds(value: Any, meta: typing.Mapping[str, Any], path: str) -> None
             raise ParamsError(f"{path}: got {value!r}, allowed: {allowed}")
 
 
+def _join(path: str, key: str) -> str:
+    """'file.yaml: ' + 'key' -> 'file.yaml: key'; 'a.b' + 'c' -> 'a.b.c'."""
+    return f"{path}{key}" if path.endswith(" ") else f"{path}.{key}"
+
+
 def from_dict(cls: type[T], data: Any, path: str = "params") -> T:
     """Build dataclass `cls` from a mapping, rejecting unknown keys, wrong types, bad ranges."""
     if data is None:
@@ -118,11 +123,11 @@ def from_dict(cls: type[T], data: Any, path: str = "params") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ParamsError(
-            f"{path}.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(fields))}")
+            f"{_join(path, unknown[0])}: unknown key; allowed keys: {', '.join(sorted(fields))}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, f in fields.items():
-        key_path = f"{path}.{name}"
+        key_path = _join(path, name)
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ParamsError(f"{key_path}: missing required key ({_type_name(hints[name])})")
@@ -133,7 +138,7 @@ def from_dict(cls: type[T], data: Any, path: str = "params") -> T:
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
     if check is not None:
-        check(path)
+        check(path.rstrip(": ") if path.endswith(" ") else path)
     return obj
 
 

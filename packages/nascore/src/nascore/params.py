@@ -54,15 +54,22 @@ def load_params(root: Path, method: str | None, profile: str | None = None) -> P
     if bad:
         raise ParamsError(f"params/profiles.yaml: {profile}.{bad[0]}: unknown section; allowed: "
                           f"{', '.join(sorted(sections))}")
-    run = from_dict(RunParams, deep_merge(run_file.get("run") or {}, over.get("run") or {}),
-                    "params/run.yaml: run")
     data_file = read_yaml(pdir / "data.yaml")
-    data = from_dict(DataParams, deep_merge(data_file.get("data") or {}, over.get("data") or {}),
-                     "params/data.yaml: data")
+    run = _validated(RunParams, run_file.get("run") or {}, over.get("run"), "params/run.yaml", "run", profile)
+    data = _validated(DataParams, data_file.get("data") or {}, over.get("data"), "params/data.yaml", "data",
+                      profile)
     method_params = None
     if method is not None:
-        spec_ = METHODS[method]
-        base = read_yaml(pdir / f"{method}.yaml")
-        method_params = from_dict(spec_.params_cls, deep_merge(base, over.get(method) or {}),
-                                  f"params/{method}.yaml")
+        method_params = _validated(METHODS[method].params_cls, read_yaml(pdir / f"{method}.yaml"),
+                                   over.get(method), f"params/{method}.yaml", "", profile)
     return Params(profile, run, data, method_params, method or "")
+
+
+def _validated(cls, base: dict, override: dict | None, file: str, section: str, profile: str):
+    """Validate the base file on its own (a bad value must not hide behind a profile that
+    overrides it), then the merged result; errors then point at the profile's key."""
+    obj = from_dict(cls, base, f"{file}: {section}" if section else f"{file}: ")
+    if not override:
+        return obj
+    top = section or Path(file).stem
+    return from_dict(cls, deep_merge(base, override), f"params/profiles.yaml: {profile}.{top}")

@@ -71,12 +71,13 @@ def draw_cell(cell: CellGenotype, title: str, path: Path) -> Path:
     names = {0: "c_{k-2}", 1: "c_{k-1}", **{j + 2: str(j) for j in range(n_nodes)}}
     fig, ax = plt.subplots(figsize=(2.0 + 1.6 * n_nodes, 3.0))
     for j, node in enumerate(cell.nodes):
-        for op, src in node:
+        for k, (op, src) in enumerate(node):
             (x0, y0), (x1, y1) = pos[src], pos[j + 2]
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                         arrowprops=dict(arrowstyle="->", lw=1.2, shrinkA=14, shrinkB=14,
                                         connectionstyle="arc3,rad=0.15"))
-            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.04, op, fontsize=7, ha="center",
+            t = 0.3 + 0.35 * ((j + k) % 2)  # stagger labels so edges into one node do not collide
+            ax.text(x0 + t * (x1 - x0), y0 + t * (y1 - y0) + 0.04, op, fontsize=7, ha="center",
                     bbox=dict(boxstyle="round,pad=0.15", fc="lightyellow", ec="none"))
     for i in cell.concat:
         ax.annotate("", xy=out, xytext=pos[i], arrowprops=dict(arrowstyle="->", lw=0.8, color="gray",
