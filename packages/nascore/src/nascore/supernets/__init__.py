@@ -1,4 +1,5 @@
 """Supernets: every candidate op on every edge, weighted by architecture parameters."""
 from nascore.supernets.darts import SUPERNETS, DartsSupernet, reduction_layers
+from nascore.supernets.multilevel import MultiLevelSupernet
 
-__all__ = ["SUPERNETS", "DartsSupernet", "reduction_layers"]
+__all__ = ["SUPERNETS", "DartsSupernet", "MultiLevelSupernet", "reduction_layers"]
