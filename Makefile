@@ -1,4 +1,6 @@
 # nas-repro: `make setup repro` runs the main job, `make test` the tests.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
@@ -9,7 +11,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt packages/nascore/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 	touch $@
 
 repro: setup           ## the DAG of the profile in params/run.yaml (default: quick)

@@ -50,11 +50,22 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
     assert metrics["darts-cifar100"]["reason"].startswith("not run: no CIFAR-100 data at")
     assert metrics["darts-imagenet"]["status"] == "not run"
     report = (root / "reports" / "darts.md").read_text()
-    assert "paper: DARTS (second order) + cutout | 2.76" in report and "| ours: CIFAR-10" in report
+    assert "paper: DARTS (second order) + cutout, Table 1 | 2.76 ± 0.09" in report and "| ours: CIFAR-10" in report
     assert (root / "reports" / "figures" / "darts" / "alphas_normal.png").stat().st_size > 1000
+
+    # mldarts: same DAG, multi-level genotype, Tab. 1 row of this run, per-level skip figure
+    assert metrics["mldarts-search"]["status"] == "ok" and metrics["mldarts-cifar10"]["status"] == "ok"
+    ml = (root / "reports" / "mldarts.md").read_text()
+    assert "paper: multi-level + entropy (gamma = 1), Tab. 2 | 2.69" in ml
+    assert "| 1 | 3.00 | ci | 1 |" in ml and "| 0.1 | 3.05 | - | 0 |" in ml
+    for cell in ("normal_low", "normal_mid", "normal_high", "reduce_1", "reduce_2"):
+        assert (root / "reports" / "figures" / "mldarts" / f"cell_{cell}.png").is_file()
+    assert (root / "reports" / "figures" / "mldarts" / "levels.png").is_file()
 
     import mlflow
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+    assert mlflow.search_runs(experiment_names=["mldarts"], filter_string="tags.gamma = '1'",
+                              output_format="list")
     runs = mlflow.search_runs(experiment_names=["darts"], output_format="list")
     search = [r for r in runs if r.data.tags.get("stage") == "search"]
     assert len(search) == 1

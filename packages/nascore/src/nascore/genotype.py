@@ -61,11 +61,12 @@ class Genotype:
 
     def cell_for(self, reduction: bool, level: int = 0, reduction_index: int = 0) -> CellGenotype:
         """The cell used at a position: by kind, level (0..2) and reduction number (0..1)."""
-        if reduction:
-            name = f"reduce_{reduction_index + 1}"
-            return self.cells.get(name) or self.cells["reduce"]
-        name = f"normal_{LEVELS[level]}"
-        return self.cells.get(name) or self.cells["normal"]
+        name = f"reduce_{reduction_index + 1}" if reduction else f"normal_{LEVELS[level]}"
+        generic = "reduce" if reduction else "normal"
+        cell = self.cells.get(name) or self.cells.get(generic)
+        if cell is None:
+            raise GenotypeError(f"genotype has no '{name}' (nor '{generic}') cell; it has {sorted(self.cells)}")
+        return cell
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "space": self.space,

@@ -37,6 +37,10 @@ class Method:
     def evaluate(self, dataset: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    def extra_report_sections(self) -> list[str]:
+        """Markdown lines a method adds to its report (e.g. a hyper-parameter study)."""
+        return []
+
     # shared helpers
     def not_run(self, reason: str, *paths: Path) -> dict[str, Any]:
         """Record a stage that could not run (no data) so the DAG still completes."""

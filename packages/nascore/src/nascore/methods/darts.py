@@ -129,9 +129,14 @@ class SearchMonitor(Hook):
         metrics["lr"] = trainer.task.lr
         probs = self.model.alpha_probs()
         metrics["alphas"] = {k: v.detach().cpu().tolist() for k, v in probs.items()}
-        metrics["entropy"] = float(sum(-(p * p.clamp_min(1e-12).log()).sum(-1).mean().detach()
-                                       for p in probs.values()) / len(probs))
-        metrics["genotype"] = self.model.genotype().to_json()["cells"]
+        per_group = {k: float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean().detach()) for k, p in probs.items()}
+        metrics["entropy"] = sum(per_group.values()) / len(per_group)  # mean per-edge entropy (nats)
+        for k, h in per_group.items():  # per level for multi-level supernets (seed 002)
+            metrics[f"entropy_{k}"] = h
+        genotype = self.model.genotype()
+        metrics["genotype"] = genotype.to_json()["cells"]
+        for name, cell in genotype.cells.items():  # seed 002, Fig. 3: skips a derivation would keep
+            metrics[f"skips_{name}"] = sum(op == "skip_connect" for op, _ in cell.edges)
 
 
 class ErrHook(Hook):
@@ -157,6 +162,10 @@ class DartsMethod(Method):
 
     def arch_regulariser(self):
         return None
+
+    def run_tags(self) -> dict[str, str]:
+        """Extra MLflow tags on every run of this method (e.g. a swept hyper-parameter)."""
+        return {}
 
     def build_network(self, genotype: Genotype, family: str, num_classes: int, tp: TrainParams):
         name = "darts_cifar" if family == "cifar" else "darts_imagenet"
@@ -204,7 +213,8 @@ class DartsMethod(Method):
                        params={"profile": self.params.profile, "search": to_dict(p),
                                "data": to_dict(self.params.data), "seed": run.seed},
                        tags={"stage": "search", "dataset": manifest["display_name"],
-                             "profile": self.params.profile}) as mlrun:
+                             "profile": self.params.profile, "seed": str(run.seed),
+                             **self.run_tags()}) as mlrun:
             ckpt.extra["mlflow_run_id"] = mlrun.info.run_id
             with Timer() as t:
                 history = trainer.run()
@@ -220,7 +230,9 @@ class DartsMethod(Method):
         genotype.save(out / "genotype.json")
         write_json(out / "alpha_history.json", {
             "primitives": list(self.space().primitives), "edges": self.space().edges(),
-            "epochs": [{k: h[k] for k in ("epoch", "alphas", "val_err", "entropy")} for h in history]})
+            "epochs": [{k: v for k, v in h.items()
+                        if k in ("epoch", "alphas", "val_err", "entropy") or k.startswith(("skips_", "entropy_"))}
+                       for h in history]})
         last = history[-1]
         status = {"status": "ok", "genotype_hash": ghash, "mlflow_run_id": mlrun.info.run_id}
         write_json(out / "status.json", status)
@@ -289,7 +301,8 @@ class DartsMethod(Method):
         with start_run(self.name, f"finetune-{dataset}", run_id=prior.get("mlflow_run_id"),
                        params={"profile": self.params.profile, "train": to_dict(tp), "seed": run.seed},
                        tags={**genotype_tags(genotype, stage="finetune", dataset=manifest["display_name"],
-                                             profile=self.params.profile),
+                                             profile=self.params.profile, seed=run.seed),
+                             **self.run_tags(),
                              **({"search_run_id": search_run} if search_run else {})}) as mlrun:
             ckpt.extra["mlflow_run_id"] = mlrun.info.run_id
             log_genotype(genotype)
@@ -336,8 +349,10 @@ class DartsMethod(Method):
         import mlflow
         with start_run(self.name, "finetune", run_id=status["mlflow_run_id"]):
             with start_run(self.name, f"evaluate-{dataset}", nested=True,
-                           tags=genotype_tags(genotype, stage="evaluate", dataset=manifest["display_name"],
-                                              finetune_run_id=status["mlflow_run_id"])):
+                           tags={**genotype_tags(genotype, stage="evaluate", dataset=manifest["display_name"],
+                                                 finetune_run_id=status["mlflow_run_id"], seed=run.seed,
+                                                 profile=self.params.profile),
+                                 **self.run_tags()}):
                 mlflow.log_metrics({k: metrics[k] for k in ("top1_err", "top5_err", "params_m", "macs_m")})
             mlflow.log_metrics({f"test_{k}": metrics[k] for k in ("top1_err", "top5_err")})
         write_json(metrics_path, metrics)

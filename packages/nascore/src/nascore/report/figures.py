@@ -12,6 +12,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from nascore.genotype import CellGenotype  # noqa: E402
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def plot_alphas(history: dict[str, Any], group: str, path: Path) -> Path:
     """softmax(alpha) of every op on every edge of one alpha group, over search epochs."""
     prims, edges = history["primitives"], history["edges"]
@@ -35,11 +43,7 @@ def plot_alphas(history: dict[str, Any], group: str, path: Path) -> Path:
     fig.supxlabel("search epoch")
     fig.supylabel("softmax(alpha)")
     fig.suptitle(f"alpha evolution, {group} cells")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_search_curve(history: dict[str, Any], path: Path) -> Path:
@@ -54,11 +58,26 @@ def plot_search_curve(history: dict[str, Any], path: Path) -> Path:
              label="mean alpha entropy")
     ax2.set_ylabel("entropy (nats)")
     fig.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def plot_levels(history: dict[str, Any], path: Path) -> Path:
+    """Per alpha group and epoch: skip_connect ops a derivation would keep (seed 002, Fig. 3)
+    and the mean per-edge entropy of softmax(alpha)."""
+    ep = [e["epoch"] for e in history["epochs"]]
+    last = history["epochs"][-1]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2))
+    for k in sorted(k for k in last if k.startswith("skips_")):
+        ax1.plot(ep, [e.get(k, 0) for e in history["epochs"]], marker="o", label=k[len("skips_"):])
+    for k in sorted(k for k in last if k.startswith("entropy_")):
+        ax2.plot(ep, [e.get(k, 0) for e in history["epochs"]], marker="s", label=k[len("entropy_"):])
+    ax1.set_ylabel("skip_connect in derived cell")
+    ax2.set_ylabel("mean edge entropy (nats)")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("search epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
 
 
 def draw_cell(cell: CellGenotype, title: str, path: Path) -> Path:
@@ -90,8 +109,4 @@ def draw_cell(cell: CellGenotype, title: str, path: Path) -> Path:
     ax.set_ylim(-0.05, 1.1)
     ax.axis("off")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

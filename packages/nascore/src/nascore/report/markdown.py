@@ -7,7 +7,7 @@ from typing import Any
 
 from nascore.genotype import load_genotype
 from nascore.layout import read_json
-from nascore.report.figures import draw_cell, plot_alphas, plot_search_curve
+from nascore.report.figures import draw_cell, plot_alphas, plot_levels, plot_search_curve
 
 DATASETS = ("cifar10", "cifar100", "imagenet", "imagenette")
 
@@ -69,34 +69,34 @@ def write_report(method) -> Path:
         lines += [f"- Search: {search.get('reason', search.get('status'))}", ""]
 
     c10 = results["cifar10"]
-    p10 = paper.get("cifar10", {})
-    lines += ["## CIFAR-10 (paper Table 1)", "",
+    lines += ["## CIFAR-10", "",
               "| source | test error (%) | params (M) | search cost | budget |",
               "|---|---|---|---|---|"]
-    for key, label in (("first_order", "paper: DARTS (first order) + cutout"),
-                       ("second_order", "paper: DARTS (second order) + cutout")):
-        if key in p10:
-            r = p10[key]
-            lines.append(f"| {label} | {_fmt(r['test_err'])} ± {_fmt(r['test_err_std'])} | "
-                         f"{_fmt(r['params_m'], 1)} | {_fmt(r['search_gpu_days'], 1)} GPU-days | "
-                         "600 epochs, full CIFAR-10 |")
+    for r in paper.get("cifar10", []):
+        err = _fmt(r["test_err"]) + (f" ± {_fmt(r['test_err_std'])}" if "test_err_std" in r else "")
+        lines.append(f"| paper: {r['label']} | {err} | {_fmt(r.get('params_m'), 2)} | "
+                     f"{_fmt(r.get('search_gpu_days'), 1)} GPU-days | full CIFAR-10, 600 epochs |")
     lines.append(_ours_row(c10, search))
     lines += ["", *_note(c10), ""]
 
     c100 = results["cifar100"]
-    lines += ["## CIFAR-100", "", "The DARTS paper reports no CIFAR-100 result.", "",
-              "| source | top-1 error (%) | top-5 error (%) | params (M) | budget |", "|---|---|---|---|---|"]
+    lines += ["## CIFAR-100", "", "| source | top-1 error (%) | top-5 error (%) | params (M) | budget |",
+              "|---|---|---|---|---|"]
+    for r in paper.get("cifar100", []):
+        lines.append(f"| paper: {r['label']} | {_fmt(r['top1_err'])} | {_fmt(r.get('top5_err'))} | "
+                     f"{_fmt(r.get('params_m'), 2)} | full CIFAR-100 |")
     lines.append(_ours_row(c100, search, top5=True) if c100.get("status") == "ok"
                  else f"| ours | {c100.get('reason', c100.get('status'))} | | | |")
+    if not paper.get("cifar100"):
+        lines += ["", "The paper reports no CIFAR-100 result."]
     lines.append("")
 
-    pin = paper.get("imagenet", {})
-    lines += ["## ImageNet, mobile setting (paper Table 3)", "",
+    lines += ["## ImageNet, mobile setting", "",
               "| source | top-1 error (%) | top-5 error (%) | params (M) | MACs (M) | budget |",
               "|---|---|---|---|---|---|"]
-    if pin:
-        lines.append(f"| paper: DARTS (second order) | {_fmt(pin['top1_err'], 1)} | {_fmt(pin['top5_err'], 1)} | "
-                     f"{_fmt(pin['params_m'], 1)} | {_fmt(pin['macs_m'], 0)} | 250 epochs, ImageNet |")
+    for r in paper.get("imagenet", []):
+        lines.append(f"| paper: {r['label']} | {_fmt(r['top1_err'], 1)} | {_fmt(r['top5_err'], 1)} | "
+                     f"{_fmt(r['params_m'], 1)} | {_fmt(r['macs_m'], 0)} at 224x224 px | ImageNet, 1000 classes |")
     for ds in ("imagenet", "imagenette"):
         r = results[ds]
         if r.get("status") == "ok":
@@ -108,7 +108,9 @@ def write_report(method) -> Path:
     lines += ["", "Imagenette rows are 10 ImageNet classes at reduced resolution and network size; "
               "they are not comparable with the paper's 1000-class ImageNet numbers.", ""]
 
-    lines += _published_complexity(paper)
+    if paper.get("published_genotype") and paper.get("published_networks"):
+        lines += _published_complexity(paper)
+    lines += method.extra_report_sections()
 
     if ok:
         hist_path = method.layout.search_dir(name) / "alpha_history.json"
@@ -116,11 +118,14 @@ def write_report(method) -> Path:
         genotype = load_genotype(method.layout.search_dir(name) / "genotype.json")
         lines += ["## Search", "", f"![search curve](figures/{name}/search_curve.png)", ""]
         plot_search_curve(history, fig_dir / "search_curve.png")
-        for group in history["epochs"][-1]["alphas"]:
+        if any(k.startswith("skips_") for k in history["epochs"][-1]):
+            plot_levels(history, fig_dir / "levels.png")
+            lines += [f"![skip_connect count and alpha entropy per cell](figures/{name}/levels.png)", ""]
+        for group in sorted(history["epochs"][-1]["alphas"], key=_cell_order):
             plot_alphas(history, group, fig_dir / f"alphas_{group}.png")
             lines += [f"![alpha evolution, {group}](figures/{name}/alphas_{group}.png)", ""]
         lines += ["## Derived cells", ""]
-        for cname, cell in sorted(genotype.cells.items()):
+        for cname, cell in sorted(genotype.cells.items(), key=lambda kv: _cell_order(kv[0])):
             draw_cell(cell, f"{name} {cname} cell ({genotype.canonical_hash()})", fig_dir / f"cell_{cname}.png")
             lines += [f"![{cname} cell](figures/{name}/cell_{cname}.png)", "",
                       "`" + ", ".join(f"{op}<-{src}" for op, src in cell.edges) + "`", ""]
@@ -141,6 +146,12 @@ def write_report(method) -> Path:
     return path
 
 
+def _cell_order(name: str) -> tuple[int, str]:
+    """Cells in network order: low normal, first reduction, mid, second reduction, high."""
+    order = ["normal", "normal_low", "reduce", "reduce_1", "normal_mid", "reduce_2", "normal_high"]
+    return (order.index(name) if name in order else len(order), name)
+
+
 def _side(r: dict[str, Any]) -> str:
     return f"{r['input']}x{r['input']} px"
 
@@ -154,7 +165,7 @@ def _ours_row(r: dict[str, Any], search: dict[str, Any], top5: bool = False) -> 
     if r.get("status") != "ok":
         return f"| ours | {r.get('reason', r.get('status'))} | | | |"
     err = f"{_fmt(r['top1_err'])} | {_fmt(r['top5_err'])}" if top5 else _fmt(r["top1_err"])
-    cost = (f"{search['search_seconds']} s CPU" if search.get("status") == "ok" else "-")
+    cost = (f"{search['search_seconds']} s wall clock" if search.get("status") == "ok" else "-")
     if top5:
         return f"| ours: {r['dataset']} | {err} | {_fmt(r['params_m'], 3)} | {_budget(r)} |"
     return f"| ours: {r['dataset']} | {err} | {_fmt(r['params_m'], 3)} | {cost} | {_budget(r)} |"
@@ -168,23 +179,27 @@ def _note(r: dict[str, Any]) -> list[str]:
 
 
 def _published_complexity(paper: dict[str, Any]) -> list[str]:
-    """The published genotypes rebuilt and counted by us (params exact, MACs conv+linear)."""
+    """The published genotype rebuilt and counted by us (params exact, MACs conv+linear)."""
     from nascore.evaluate.complexity import count_macs, count_params
     from nascore.models import create_model
 
-    g = load_genotype("darts_v2")
-    cifar = create_model("darts_cifar", genotype=g, C=36, layers=20, num_classes=10, auxiliary=True)
-    imnet = create_model("darts_imagenet", genotype=g, C=48, layers=14, num_classes=1000, auxiliary=True)
-    p10 = paper.get("cifar10", {}).get("second_order", {})
-    pin = paper.get("imagenet", {})
-    return ["## Published DARTS_V2 rebuilt by nascore", "",
+    name = paper["published_genotype"]
+    g = load_genotype(name)
+    nets = paper["published_networks"]
+    c, i = nets["cifar"], nets["imagenet"]
+    cifar = create_model("darts_cifar", genotype=g, C=c["C"], layers=c["layers"], num_classes=10, auxiliary=True)
+    imnet = create_model("darts_imagenet", genotype=g, C=i["C"], layers=i["layers"], num_classes=1000,
+                         auxiliary=True)
+    p10 = (paper.get("cifar10") or [{}])[-1]
+    pin = (paper.get("imagenet") or [{}])[-1]
+    return [f"## Published {name} rebuilt by nascore", "",
             "| network | params (M), ours | params (M), paper | MACs (M), ours | MACs (M), paper |",
             "|---|---|---|---|---|",
-            f"| CIFAR-10, 20 cells C=36 | {count_params(cifar) / 1e6:.3f} | {_fmt(p10.get('params_m'), 1)} | "
+            f"| CIFAR-10, {c['layers']} cells C={c['C']} | {count_params(cifar) / 1e6:.3f} | {_fmt(p10.get('params_m'), 1)} | "
             f"{count_macs(cifar, (3, 32, 32)) / 1e6:.1f} | - |",
-            f"| ImageNet, 14 cells C=48 | {count_params(imnet) / 1e6:.3f} | {_fmt(pin.get('params_m'), 1)} | "
+            f"| ImageNet, {i['layers']} cells C={i['C']} | {count_params(imnet) / 1e6:.3f} | {_fmt(pin.get('params_m'), 1)} | "
             f"{count_macs(imnet, (3, 224, 224)) / 1e6:.1f} | {_fmt(pin.get('macs_m'), 0)} |", "",
             "Params exclude the auxiliary head, as the paper counts them. Our MACs count conv and linear "
-            "layers (torch.utils.flop_counter / 2); the paper's 574M is not reproducible that way (523M "
+            "layers (torch.utils.flop_counter / 2); DARTS' 574M is not reproducible that way (523M "
             "was reported for the same count in quark0/darts issue #46), so the difference is in what "
             "is counted, not in the network.", ""]

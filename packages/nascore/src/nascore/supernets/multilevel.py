@@ -11,6 +11,12 @@ from nascore.supernets.darts import SUPERNETS, DartsSupernet, reduction_layers
 class MultiLevelSupernet(DartsSupernet):
     """Alpha groups normal_low, reduce_1, normal_mid, reduce_2, normal_high (seed 002, eq. 3)."""
 
+    def __init__(self, C: int, num_classes: int, layers: int, *args, **kwargs) -> None:
+        r1, r2 = reduction_layers(layers)
+        if r1 < 1 or r2 - r1 < 2 or layers - r2 < 2:
+            raise ValueError(f"a multi-level supernet needs a normal cell in every level: layers >= 5, got {layers}")
+        super().__init__(C, num_classes, layers, *args, **kwargs)
+
     def alpha_key(self, index: int, reduction: bool) -> str:
         r1, r2 = reduction_layers(self.layers)
         if reduction:
