@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -124,7 +125,6 @@ def prepare(name: str, params: DataParams, project_root: Path, out_dir: Path) ->
     else:
         tensors, prep = preprocess_imagenet(raw, params.imagenet), params.imagenet
     tensors["classes"] = raw.classes
-    import io
     buf = io.BytesIO()
     torch.save(tensors, buf)
     blob = buf.getvalue()
@@ -162,5 +162,4 @@ def load_prepared(prepared: Path, verify: bool = True) -> tuple[dict[str, Any], 
     blob = (prepared / TENSORS).read_bytes()
     if verify and hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
         raise DataError(f"{prepared / TENSORS} does not match its manifest checksum; re-run prepare")
-    import io
     return torch.load(io.BytesIO(blob), weights_only=True), manifest
