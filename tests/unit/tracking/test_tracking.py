@@ -1,6 +1,5 @@
 """MLflow: runs, genotype artifacts and tags; an unreachable server fails before compute."""
 import json
-import time
 
 import pytest
 
@@ -10,10 +9,25 @@ from nascore.tracking import TrackingUnavailable, configure
 
 def test_unreachable_server_fails_fast(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    t0 = time.monotonic()
     with pytest.raises(TrackingUnavailable, match=r"http://127.0.0.1:9 cannot be reached"):
         configure()
-    assert time.monotonic() - t0 < 10
+
+
+def test_health_probe_is_bounded_by_a_timeout(monkeypatch):
+    import urllib.error
+
+    from nascore.tracking import mlflow as tracking
+
+    calls = []
+
+    def fake_urlopen(url, timeout=None):
+        calls.append((url, timeout))
+        raise urllib.error.URLError("timed out")
+
+    monkeypatch.setattr(tracking.urllib.request, "urlopen", fake_urlopen)
+    with pytest.raises(TrackingUnavailable, match="cannot be reached"):
+        tracking.check_reachable("http://mlflow.example:5000/")
+    assert calls == [("http://mlflow.example:5000/health", 5.0)]
 
 
 def test_search_with_unreachable_server_writes_nothing(cifar_project, monkeypatch, capsys):
