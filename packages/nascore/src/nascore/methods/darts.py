@@ -25,6 +25,7 @@ from nascore.ops import MIXED_OPS, OPS
 from nascore.runtime import autocast_dtype, hardware, setup
 from nascore.spaces.darts import CellSpace
 from nascore.strategies.darts import DifferentiableSearch
+from nascore.strategies.regularisers import edge_entropy
 from nascore.supernets import SUPERNETS
 from nascore.tracking import MLflowHook, configure, log_genotype, start_run
 from nascore.train import CheckpointHook, Hook, Trainer
@@ -129,7 +130,7 @@ class SearchMonitor(Hook):
         metrics["lr"] = trainer.task.lr
         probs = self.model.alpha_probs()
         metrics["alphas"] = {k: v.detach().cpu().tolist() for k, v in probs.items()}
-        per_group = {k: float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean().detach()) for k, p in probs.items()}
+        per_group = {k: float(edge_entropy(p).mean().detach()) for k, p in probs.items()}
         metrics["entropy"] = sum(per_group.values()) / len(per_group)  # mean per-edge entropy (nats)
         for k, h in per_group.items():  # per level for multi-level supernets (seed 002)
             metrics[f"entropy_{k}"] = h
@@ -151,6 +152,7 @@ class ErrHook(Hook):
 class DartsMethod(Method):
     name = "darts"
     params_cls = DartsParams
+    supernet = "darts"  # SUPERNETS key; a method with another supernet only changes this
 
     # -- pieces a DARTS-family method may override ------------------------------------------
     def space(self) -> CellSpace:
@@ -158,7 +160,7 @@ class DartsMethod(Method):
 
     def build_supernet(self, num_classes: int) -> torch.nn.Module:
         s = self.p.search.supernet
-        return SUPERNETS["darts"](s.C, num_classes, s.layers, self.space(), s.stem_multiplier, s.mixed_op)
+        return SUPERNETS[self.supernet](s.C, num_classes, s.layers, self.space(), s.stem_multiplier, s.mixed_op)
 
     def arch_regulariser(self):
         return None

@@ -14,7 +14,6 @@ from nascore.config import ParamsError, spec
 from nascore.methods.base import METHODS
 from nascore.methods.darts import DartsMethod, DartsParams, SearchParams
 from nascore.strategies.regularisers import entropy_regulariser
-from nascore.supernets import SUPERNETS
 
 
 @dataclass(frozen=True)
@@ -40,10 +39,7 @@ class MldartsParams(DartsParams):
 class MldartsMethod(DartsMethod):
     name = "mldarts"
     params_cls = MldartsParams
-
-    def build_supernet(self, num_classes: int):
-        s = self.p.search.supernet
-        return SUPERNETS["multilevel"](s.C, num_classes, s.layers, self.space(), s.stem_multiplier, s.mixed_op)
+    supernet = "multilevel"
 
     def arch_regulariser(self):
         return entropy_regulariser(self.p.search.gamma) if self.p.search.gamma > 0 else None

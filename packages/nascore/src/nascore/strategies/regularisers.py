@@ -5,12 +5,14 @@ import torch
 from torch import nn
 
 
+def edge_entropy(p: torch.Tensor) -> torch.Tensor:
+    """- sum_ops p ln p for every edge (row) of a softmax(alpha) matrix."""
+    return -(p * torch.log(p.clamp_min(1e-20))).sum(-1)
+
+
 def architecture_entropy(model: nn.Module) -> torch.Tensor:
     """L_entropy = - sum over groups, edges and ops of p ln p, p = softmax(alpha) (seed 002, eq. 6)."""
-    total = 0.0
-    for p in model.alpha_probs().values():
-        total = total + -(p * torch.log(p.clamp_min(1e-20))).sum()
-    return total
+    return sum(edge_entropy(p).sum() for p in model.alpha_probs().values())
 
 
 def entropy_regulariser(gamma: float):
