@@ -70,7 +70,7 @@ def _method(args):
 
 
 def cmd_search(args) -> int:
-    print(json.dumps(_method(args).search(), indent=2, default=str))
+    print(json.dumps(_method(args).search(args.stage), indent=2, default=str))
     return 0
 
 
@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--method", choices=METHODS.names(), required=True)
         if needs_ds:
             s.add_argument("--dataset", choices=DATASETS.names(), required=True)
+        if name == "search":
+            s.add_argument("--stage", default="search",
+                           help="search stage of a multi-stage method (stacnas: stage1, stage2)")
         s.set_defaults(fn=fn)
 
     s = sub.add_parser("check-metrics", help="compare metrics against baselines with tolerance bands")

@@ -28,7 +28,7 @@ class Method:
         self.p = params.method
 
     # stages, each writing its outputs and metrics; implemented by subclasses
-    def search(self) -> dict[str, Any]:
+    def search(self, stage: str = "search") -> dict[str, Any]:
         raise NotImplementedError
 
     def finetune(self, dataset: str) -> dict[str, Any]:

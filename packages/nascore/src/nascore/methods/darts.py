@@ -7,7 +7,8 @@ Other DARTS-family methods subclass DartsMethod and override `build_supernet`,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -37,7 +38,7 @@ class SupernetParams:
     C: int = spec(ge=2, doc="initial channels (paper: 16)")
     layers: int = spec(ge=3, doc="cells (paper: 8)")
     stem_multiplier: int = spec(ge=1)
-    mixed_op: str = spec(doc="mixed-op implementation: reference")
+    mixed_op: str = spec(doc="mixed-op implementation: reference (the plain loop), fused, auto (fused on GPU)")
     primitives: list[str] = spec(doc="candidate ops on every edge")
 
     def validate(self, path: str) -> None:
@@ -124,8 +125,8 @@ class SearchMonitor(Hook):
         self.model, self.val_batches = model, val_batches
 
     def after_epoch(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        errs = topk_errors(self.model, self.val_batches, ks=(1,))
-        metrics["val_err"] = errs["top1_err"]
+        if len(self.val_batches.x):  # no held-out images (one-level on the whole set): no val_err
+            metrics["val_err"] = topk_errors(self.model, self.val_batches, ks=(1,))["top1_err"]
         metrics["train_err"] = 100.0 * (1.0 - metrics.pop("train_acc", 0.0))
         metrics["lr"] = trainer.task.lr
         probs = self.model.alpha_probs()
@@ -174,11 +175,30 @@ class DartsMethod(Method):
         return create_model(name, genotype=genotype, C=tp.C, num_classes=num_classes,
                             layers=tp.layers, auxiliary=tp.auxiliary)
 
+    def one_level(self) -> bool:
+        """True: alphas and weights learn from the same training batches (no S_val updates)."""
+        return False
+
     # -- stages --------------------------------------------------------------------------------
-    def search(self) -> dict[str, Any]:
+    search_stages: tuple[str, ...] = ("search",)  # DVC stages of the search; later ones read earlier ones
+
+    def search(self, stage: str = "search") -> dict[str, Any]:
+        self.check_stage(stage)
+        return self.run_search(stage, lambda n, _train: self.build_supernet(n), self.layout.search_dir(self.name),
+                               f"{self.name}-search", epochs=self.p.search.epochs)
+
+    def check_stage(self, stage: str) -> None:
+        if stage not in self.search_stages:
+            raise ParamsError(f"{self.name} has no search stage {stage!r}; allowed: {', '.join(self.search_stages)}")
+
+    def run_search(self, stage: str, build: Callable[[int, TensorBatches], torch.nn.Module], out: Path,
+                   metrics_name: str, *, epochs: int, fingerprint_extra: str = "",
+                   on_run_start: Callable[[], None] | None = None) -> dict[str, Any]:
+        """One supernet search to a genotype: data split, strategy, checkpoints, MLflow, outputs.
+        `build(num_classes, train_batches)` makes the supernet; `on_run_start()` runs inside the
+        MLflow run (e.g. to log what `build` found)."""
         p, run = self.p.search, self.params.run
-        out = self.layout.search_dir(self.name)
-        metrics_path = self.layout.metrics(f"{self.name}-search")
+        metrics_path = self.layout.metrics(metrics_name)
         configure(run.tracking_uri)
         try:
             tensors, manifest = load_prepared(self.layout.prepared(p.dataset))
@@ -189,61 +209,70 @@ class DartsMethod(Method):
         x_aug = tensors["train_x32"] if p.augment == "darts" else tensors["train_x"]
         y = tensors["train_y"]
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(run.seed))
-        cut = int(len(y) * p.train_portion)
+        cut = int(round(len(y) * p.train_portion))
         tr, va = perm[:cut], perm[cut:]  # S_train for weights, S_val for alpha (search never sees test)
         cp = self.params.data.cifar
         aug = make_transform(p.augment, mean=cp.mean, std=cp.std, crop_size=32)
         plain = make_transform("none", mean=cp.mean, std=cp.std)
         train = TensorBatches(x_aug[tr].to(device), y[tr].to(device), p.batch_size, aug,
                               shuffle=True, seed=run.seed)
-        val = TensorBatches(x_aug[va].to(device), y[va].to(device), p.batch_size, aug,
-                            shuffle=True, seed=run.seed + 1)
+        # one-level: S_val (if any) only measures the supernet, it never updates anything
+        batches = train if self.one_level() else PairedBatches(
+            train, TensorBatches(x_aug[va].to(device), y[va].to(device), p.batch_size, aug,
+                                 shuffle=True, seed=run.seed + 1))
         val_eval = TensorBatches(tensors["train_x32"][va].to(device), y[va].to(device),
                                  self.p.evaluate.batch_size, plain, shuffle=False, seed=0)
-        model = self.build_supernet(len(tensors["classes"])).to(device)
+        model = build(len(tensors["classes"]), train).to(device)
         strategy = DifferentiableSearch(
             model, lr=p.lr, lr_min=p.lr_min, momentum=p.momentum, weight_decay=p.weight_decay,
-            grad_clip=p.grad_clip, epochs=p.epochs, arch_lr=p.arch_lr, arch_betas=tuple(p.arch_betas),
+            grad_clip=p.grad_clip, epochs=epochs, arch_lr=p.arch_lr, arch_betas=tuple(p.arch_betas),
             arch_weight_decay=p.arch_weight_decay, order=p.order, hvp_eps=p.hvp_eps,
-            arch_regulariser=self.arch_regulariser(), autocast_dtype=autocast_dtype(run, device))
-        ckpt = CheckpointHook(self.layout.checkpoints(self.name) / "search.pt",
-                              self.params.fingerprint("search"), p.checkpoint_every_steps, device=device)
+            arch_regulariser=self.arch_regulariser(), autocast_dtype=autocast_dtype(run, device),
+            one_level=self.one_level())
+        ckpt = CheckpointHook(self.layout.checkpoints(self.name) / f"{stage}.pt",
+                              self.params.fingerprint("search") + fingerprint_extra, p.checkpoint_every_steps,
+                              device=device)
         prior = ckpt.peek_extra()
-        trainer = Trainer(strategy, PairedBatches(train, val), p.epochs, seed=run.seed,
-                          hooks=[SearchMonitor(model, val_eval), MLflowHook(), ckpt], desc="search")
-        with start_run(self.name, "search", run_id=prior.get("mlflow_run_id"),
+        trainer = Trainer(strategy, batches, epochs, seed=run.seed,
+                          hooks=[SearchMonitor(model, val_eval), MLflowHook(), ckpt], desc=stage)
+        space = model.space
+        with start_run(self.name, stage, run_id=prior.get("mlflow_run_id"),
                        params={"profile": self.params.profile, "search": to_dict(p),
                                "data": to_dict(self.params.data), "seed": run.seed},
-                       tags={"stage": "search", "dataset": manifest["display_name"],
+                       tags={"stage": stage, "dataset": manifest["display_name"],
                              "profile": self.params.profile, "seed": str(run.seed),
                              **self.run_tags()}) as mlrun:
             ckpt.extra["mlflow_run_id"] = mlrun.info.run_id
+            if on_run_start is not None:
+                on_run_start()
             with Timer() as t:
                 history = trainer.run()
             genotype = strategy.genotype()
             genotype = Genotype(genotype.cells, genotype.space, meta={
-                "method": self.name, "mlflow_run_id": mlrun.info.run_id, "profile": self.params.profile,
-                "epochs": p.epochs, "order": p.order, "dataset": manifest["display_name"]})
+                "method": self.name, "stage": stage, "mlflow_run_id": mlrun.info.run_id,
+                "profile": self.params.profile, "epochs": epochs, "order": p.order,
+                "one_level": self.one_level(), "dataset": manifest["display_name"]})
             ghash = log_genotype(genotype)
             import mlflow
             mlflow.log_dict({"epochs": [{k: h[k] for k in ("epoch", "alphas", "genotype")} for h in history],
-                             "primitives": list(self.space().primitives),
-                             "edges": self.space().edges()}, "alpha_history.json")
+                             "primitives": list(space.primitives), "edges": space.edges()}, "alpha_history.json")
         genotype.save(out / "genotype.json")
         write_json(out / "alpha_history.json", {
-            "primitives": list(self.space().primitives), "edges": self.space().edges(),
+            "primitives": list(space.primitives), "edges": space.edges(),
             "epochs": [{k: v for k, v in h.items()
                         if k in ("epoch", "alphas", "val_err", "entropy") or k.startswith(("skips_", "entropy_"))}
                        for h in history]})
         last = history[-1]
         status = {"status": "ok", "genotype_hash": ghash, "mlflow_run_id": mlrun.info.run_id}
         write_json(out / "status.json", status)
-        metrics = {"status": "ok", "genotype_hash": ghash, "val_err": round(last["val_err"], 4),
-                   "train_err": round(last["train_err"], 4), "train_loss": round(last["train_loss"], 6),
-                   "epochs": p.epochs, "order": p.order, "search_seconds": round(t.seconds, 1),
-                   "resumed": ckpt.resumed_from is not None, "dataset": manifest["display_name"],
-                   "images": {"s_train": len(tr), "s_val": len(va)}, "profile": self.params.profile,
-                   "hardware": hardware()}
+        metrics = {"status": "ok", "genotype_hash": ghash, "train_err": round(last["train_err"], 4),
+                   "train_loss": round(last["train_loss"], 6), "epochs": epochs, "order": p.order,
+                   "optimisation": "one-level" if self.one_level() else "bi-level",
+                   "search_seconds": round(t.seconds, 1), "resumed": ckpt.resumed_from is not None,
+                   "dataset": manifest["display_name"], "images": {"s_train": len(tr), "s_val": len(va)},
+                   "profile": self.params.profile, "hardware": hardware()}
+        if "val_err" in last:
+            metrics["val_err"] = round(last["val_err"], 4)
         write_json(metrics_path, metrics)
         return metrics
 

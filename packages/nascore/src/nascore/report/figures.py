@@ -32,14 +32,20 @@ def plot_alphas(history: dict[str, Any], group: str, path: Path) -> Path:
     for i, (node, src) in enumerate(edges):
         ax = axes[i // cols][i % cols]
         for k, op in enumerate(prims):
-            ax.plot(epochs, [e["alphas"][group][i][k] for e in history["epochs"]], label=op,
-                    marker="o" if len(epochs) < 10 else None, ms=3)
+            ys = [e["alphas"][group][i][k] for e in history["epochs"]]
+            if not any(ys):  # an op this edge does not hold (per-edge candidates, e.g. StacNAS stage 2)
+                continue
+            ax.plot(epochs, ys, label=op, color=f"C{k}", marker="o" if len(epochs) < 10 else None, ms=3)
         ax.set_title(f"edge {src}->{node}", fontsize=9)
         ax.grid(alpha=0.3)
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", ncol=2, fontsize=8)
+    legend = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, h)
+    order = [op for op in prims if op in legend]
+    fig.legend([legend[op] for op in order], order, loc="lower right", ncol=2, fontsize=8)
     fig.supxlabel("search epoch")
     fig.supylabel("softmax(alpha)")
     fig.suptitle(f"alpha evolution, {group} cells")
@@ -50,7 +56,8 @@ def plot_search_curve(history: dict[str, Any], path: Path) -> Path:
     """Supernet validation error and alpha entropy per search epoch."""
     ep = [e["epoch"] for e in history["epochs"]]
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(ep, [e["val_err"] for e in history["epochs"]], marker="o", label="supernet val error (%)")
+    if all("val_err" in e for e in history["epochs"]):  # absent when no images were held out
+        ax.plot(ep, [e["val_err"] for e in history["epochs"]], marker="o", label="supernet val error (%)")
     ax.set_xlabel("search epoch")
     ax.set_ylabel("val error (%)")
     ax2 = ax.twinx()
@@ -58,6 +65,20 @@ def plot_search_curve(history: dict[str, Any], path: Path) -> Path:
              label="mean alpha entropy")
     ax2.set_ylabel("entropy (nats)")
     fig.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_correlation(corr: list[list[float]], names: list[str], path: Path) -> Path:
+    """Mean correlation of the candidate ops' outputs (the basis of grouping, seed 004 claim 2)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    im = ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i, row in enumerate(corr):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title("op output correlation (warmed-up supernet)")
     return _save(fig, path)
 
 

@@ -1,8 +1,12 @@
 """Gradient-based architecture search (DARTS, Liu et al. 2019, Alg. 1).
 
-Lifecycle (NASLib's contract): build with a supernet, `new_epoch`, `step(train, val)`,
+Lifecycle (NASLib's contract): build with a supernet, `new_epoch`, `step(batch)`,
 `genotype()`, `state_dict()`. The architecture loss can take an extra regulariser
 (e.g. an entropy term) without touching the step code.
+
+Bi-level (DARTS): alpha steps on a validation batch, weights on a training batch; the step
+takes `((x_train, y_train), (x_val, y_val))`. One-level (StacNAS, seed 004 claims 6-7): one
+loss on one training batch `(x, y)`, whose backward pass feeds both optimisers.
 """
 from __future__ import annotations
 
@@ -24,18 +28,21 @@ Regulariser = Callable[[nn.Module], torch.Tensor]
 
 @STRATEGIES.register("darts")
 class DifferentiableSearch:
-    """Alternating alpha / weight updates; order 1 (xi = 0) or 2 (unrolled, eq. 7-8)."""
+    """Alternating alpha / weight updates; order 1 (xi = 0) or 2 (unrolled, eq. 7-8), or
+    simultaneous updates from one training batch (`one_level=True`)."""
 
     def __init__(self, model: nn.Module, *, lr: float, lr_min: float, momentum: float,
                  weight_decay: float, grad_clip: float, epochs: int, arch_lr: float,
                  arch_betas: tuple[float, float], arch_weight_decay: float, order: int = 1,
                  arch_regulariser: Regulariser | None = None, hvp_eps: float = 0.01,
-                 autocast_dtype: torch.dtype | None = None) -> None:
+                 autocast_dtype: torch.dtype | None = None, one_level: bool = False) -> None:
         from timm.scheduler import CosineLRScheduler
 
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
-        self.model, self.order, self.grad_clip = model, order, grad_clip
+        if one_level and order != 1:
+            raise ValueError("one-level optimisation has no unrolled (second-order) step; use order 1")
+        self.model, self.order, self.grad_clip, self.one_level = model, order, grad_clip, one_level
         self.momentum, self.weight_decay, self.hvp_eps = momentum, weight_decay, hvp_eps
         self.arch_regulariser = arch_regulariser
         self.autocast_dtype = autocast_dtype
@@ -56,8 +63,11 @@ class DifferentiableSearch:
     def lr(self) -> float:
         return self.w_optim.param_groups[0]["lr"]
 
-    def step(self, batch: tuple[Batch, Batch]) -> dict[str, torch.Tensor]:
-        """One architecture step on the val batch, then one weight step on the train batch."""
+    def step(self, batch: tuple[Batch, Batch] | Batch) -> dict[str, torch.Tensor]:
+        """Bi-level: one architecture step on the val batch, then one weight step on the train
+        batch. One-level: both from the same training batch."""
+        if self.one_level:
+            return self._one_level_step(*batch)
         (x_train, y_train), (x_val, y_val) = batch
         self.a_optim.zero_grad(set_to_none=True)
         if self.order == 1:
@@ -73,9 +83,22 @@ class DifferentiableSearch:
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.grad_clip)
         self.w_optim.step()
-        return {"loss": loss.detach() * len(y_train),
-                "correct": (logits.argmax(1) == y_train).sum(),
-                "n": torch.tensor(len(y_train), device=y_train.device)}
+        return _step_metrics(loss, logits, y_train)
+
+    def _one_level_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """min over w and alpha of L_train(w, alpha) (+ regulariser), one backward pass; the
+        gradient clip applies to the weights only, as in the StacNAS authors' code."""
+        self.a_optim.zero_grad(set_to_none=True)
+        self.w_optim.zero_grad(set_to_none=True)
+        with self._autocast():
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+        objective = loss if self.arch_regulariser is None else loss + self.arch_regulariser(self.model)
+        objective.backward()
+        nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.grad_clip)
+        self.a_optim.step()
+        self.w_optim.step()
+        return _step_metrics(loss, logits, y)
 
     def genotype(self) -> Genotype:
         return self.model.genotype()
@@ -153,3 +176,9 @@ class DifferentiableSearch:
         plus = [z if g is None else g for z, g in zip(zero, grads[0])]
         minus = [z if g is None else g for z, g in zip(zero, grads[1])]
         return [(gp - gn) / (2 * eps) for gp, gn in zip(plus, minus)]
+
+
+def _step_metrics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Sums on the device (no host sync); the trainer divides by n at the epoch's end."""
+    return {"loss": loss.detach() * len(y), "correct": (logits.argmax(1) == y).sum(),
+            "n": torch.tensor(len(y), device=y.device)}
