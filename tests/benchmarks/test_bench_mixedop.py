@@ -23,10 +23,11 @@ def test_mixed_op_forward_backward(benchmark, impl):
     assert w.grad is not None and x.grad.shape == x.shape
 
 
+@pytest.mark.parametrize("impl", MIXED_OPS.names())
 @pytest.mark.parametrize("order", [1, 2])
-def test_supernet_search_step(benchmark, order):
+def test_supernet_search_step(benchmark, order, impl):
     torch.manual_seed(0)
-    model = DartsSupernet(C=4, num_classes=10, layers=5)
+    model = DartsSupernet(C=4, num_classes=10, layers=5, mixed_op=impl)
     s = DifferentiableSearch(model, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
                              epochs=1, arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3, order=order)
     batch = ((torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))),

@@ -1,0 +1,178 @@
+"""A fused mixed op in PyTorch: the same candidate modules (and so the same parameters,
+buffers and state_dict) as the reference loop, computed in fewer, larger kernels.
+
+- The input's ReLU is computed once for every conv candidate (the loop recomputes it per op).
+- First-stage depthwise convs whose footprint fits a 5x5 window (sep 3x3, sep 5x5, dil 3x3)
+  run as one depthwise conv: each kernel embedded in a 5x5 one (dil 3x3 on the even taps),
+  groups = C, m outputs per input channel. Larger footprints (dil 5x5: 9x9) run on their own.
+- The pointwise convs of all candidates run as one batched matmul.
+- Affine-free BatchNorms of all candidates run as one batch_norm over the stacked channels,
+  with the architecture weights folded in as its scale (w * BN(y) = BN_{gamma=w}(y)), so the
+  weighted sum of an edge is one reduction; max and avg pool share one BatchNorm the same way.
+  Where Triton runs (CUDA, or TRITON_INTERPRET=1), that normalise-scale-sum is one kernel that
+  reads the stacked outputs once and recomputes the normalised values in backward
+  (ops/kernels.py); elsewhere it is PyTorch's batch_norm followed by a sum.
+- `none` is dropped instead of multiplied by zero.
+Running statistics are those of the candidates' own BN modules (read, then written back), so a
+fused supernet trains, checkpoints and evaluates exactly like the reference.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nascore.ops.kernels import triton_usable, weighted_bn_sum
+from nascore.ops.mixed import MIXED_OPS, MixedOp
+from nascore.ops.primitives import DilConv, FactorizedReduce, SepConv
+
+WINDOW = 5  # the shared depthwise window
+
+
+def _footprint(conv: nn.Conv2d) -> int:
+    return conv.dilation[0] * (conv.kernel_size[0] - 1) + 1
+
+
+def _embed(conv: nn.Conv2d, size: int) -> torch.Tensor:
+    """conv.weight (C, 1, k, k) with dilation d placed, centred, in a (C, 1, size, size) kernel."""
+    w, d, fp = conv.weight, conv.dilation[0], _footprint(conv)
+    off = (size - fp) // 2
+    out = w.new_zeros(w.shape[0], 1, size, size)
+    out[:, :, off:off + fp:d, off:off + fp:d] = w
+    return out
+
+
+def _depthwise(x: torch.Tensor, convs: Sequence[nn.Conv2d], stride: int) -> list[torch.Tensor]:
+    """Every depthwise conv of `convs` applied to x; those that fit WINDOW share one call."""
+    small = [i for i, c in enumerate(convs) if _footprint(c) <= WINDOW]
+    out: list[torch.Tensor | None] = [None] * len(convs)
+    if len(small) > 1:
+        C, m = x.shape[1], len(small)
+        # weight row c * m + j: input channel c, candidate j (groups = C)
+        w = torch.stack([_embed(convs[i], WINDOW) for i in small], dim=1).reshape(C * m, 1, WINDOW, WINDOW)
+        y = F.conv2d(x, w, stride=stride, padding=WINDOW // 2, groups=C)
+        y = y.unflatten(1, (C, m))
+        for j, i in enumerate(small):
+            out[i] = y[:, :, j]
+    for i, c in enumerate(convs):
+        if out[i] is None:
+            out[i] = F.conv2d(x, c.weight, stride=stride, padding=c.padding, dilation=c.dilation, groups=c.groups)
+    return out
+
+
+def _pointwise(ys: Sequence[torch.Tensor], convs: Sequence[nn.Conv2d]) -> torch.Tensor:
+    """Per candidate j, a 1x1 conv of ys[j]: one batched matmul. Returns (N, m, C, H, W)."""
+    z = torch.stack(ys, dim=1)                                   # N, m, C, H, W
+    w = torch.stack([c.weight.flatten(1) for c in convs])       # m, C_out, C_in
+    return torch.einsum("moc,nmchw->nmohw", w, z)
+
+
+def _stacked_bn(z: torch.Tensor, bns: Sequence[nn.BatchNorm2d], training: bool,
+                scale: torch.Tensor | None = None) -> torch.Tensor:
+    """scale_j * BN_j(z[:, j]) for affine-free BNs, as one batch_norm over the stacked channels
+    (scale = the architecture weights folded in as BN's gamma). Returns (N, m, C, H, W)."""
+    n, m, C, H, W = z.shape
+    mean = torch.cat([b.running_mean for b in bns])
+    var = torch.cat([b.running_var for b in bns])
+    bn0 = bns[0]
+    y = F.batch_norm(z.reshape(n, m * C, H, W), mean, var,
+                     weight=None if scale is None else scale.repeat_interleave(C), bias=None,
+                     training=training or not bn0.track_running_stats, momentum=bn0.momentum, eps=bn0.eps)
+    if training and bn0.track_running_stats:
+        with torch.no_grad():  # the candidates' own running statistics, as the reference keeps them
+            for j, b in enumerate(bns):
+                b.running_mean.copy_(mean[j * C:(j + 1) * C])
+                b.running_var.copy_(var[j * C:(j + 1) * C])
+                b.num_batches_tracked += 1
+    return y.view(n, m, C, H, W)
+
+
+def _edge_sum(z: torch.Tensor, bns: Sequence[nn.BatchNorm2d], w: torch.Tensor, training: bool) -> torch.Tensor:
+    """sum_j w_j * BN_j(z[:, j]): the Triton kernel where it runs, PyTorch's batch_norm elsewhere."""
+    if triton_usable(z):
+        return weighted_bn_sum(z, w, bns, training)
+    return _stacked_bn(z, bns, training, w).sum(1)
+
+
+@MIXED_OPS.register("fused")
+class FusedMixedOp(MixedOp):
+    """Drop-in for MixedOp (same modules and state_dict), computed as described above."""
+
+    def __init__(self, C: int, stride: int, primitives: Sequence[str]) -> None:
+        super().__init__(C, stride, primitives)
+        self.stride = stride
+        self.convs, self.pools, self.other = [], [], []
+        for k, (name, op) in enumerate(zip(self.primitives, self._ops)):
+            if name == "none":
+                continue
+            if isinstance(op, SepConv) or isinstance(op, DilConv):
+                self.convs.append(k)
+            elif "pool" in name:
+                self.pools.append(k)
+            else:  # skip_connect (identity / FactorizedReduce) and any other op: applied as is
+                self.other.append(k)
+        for k in self.convs:
+            first = self._stage(k, 0)
+            if not (first[1].groups == first[1].in_channels and first[3].affine is False):
+                raise ValueError(f"fused mixed op: {self.primitives[k]} is not an affine-free depthwise conv")
+
+    def _stage(self, k: int, i: int) -> DilConv:
+        op = self._ops[k]
+        return op[i] if isinstance(op, SepConv) else op
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        out = 0
+        if self.convs:
+            out = out + self._conv_sum(x, weights)
+        if self.pools:
+            ys = [self._ops[k][0](x) for k in self.pools]
+            z = torch.stack(ys, dim=1)
+            out = out + _edge_sum(z, [self._ops[k][1] for k in self.pools], weights[self.pools], self.training)
+        for k in self.other:
+            out = out + weights[k] * self._ops[k](x)
+        if isinstance(out, int):  # only `none`: zeros of the output shape (alphas get their zero grads)
+            return x[:, :, ::self.stride, ::self.stride].mul(0.0) * weights.sum()
+        return out
+
+    def _conv_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        r = F.relu(x)  # once for every conv candidate
+        first = [self._stage(k, 0) for k in self.convs]
+        ys = _depthwise(r, [s[1] for s in first], self.stride)
+        z = _pointwise(ys, [s[2] for s in first])
+        two = [j for j, k in enumerate(self.convs) if isinstance(self._ops[k], SepConv)]
+        one = [j for j, k in enumerate(self.convs) if not isinstance(self._ops[k], SepConv)]
+        out = 0
+        if one:
+            out = _edge_sum(z[:, one], [first[j][3] for j in one], weights[[self.convs[j] for j in one]],
+                            self.training)
+        if two:
+            # first-stage BN (no arch weight), then the second stage of every sep conv
+            zz = _stacked_bn(z[:, two], [first[j][3] for j in two], self.training)
+            second = [self._stage(self.convs[j], 1) for j in two]
+            ys2 = _depthwise_per_candidate(F.relu(zz), [s[1] for s in second])
+            z2 = _pointwise(ys2, [s[2] for s in second])
+            out = out + _edge_sum(z2, [s[3] for s in second], weights[[self.convs[j] for j in two]],
+                                  self.training)
+        return out
+
+
+def _depthwise_per_candidate(z: torch.Tensor, convs: Sequence[nn.Conv2d]) -> list[torch.Tensor]:
+    """Candidate j's depthwise conv on its own input z[:, j] (stride 1): one grouped conv over the
+    stacked channels with every kernel embedded in the shared window."""
+    n, m, C, H, W = z.shape
+    if all(_footprint(c) <= WINDOW for c in convs):
+        w = torch.cat([_embed(c, WINDOW) for c in convs])  # (m * C, 1, 5, 5), candidate-major
+        y = F.conv2d(z.reshape(n, m * C, H, W), w, padding=WINDOW // 2, groups=m * C)
+        return list(y.view(n, m, C, H, W).unbind(1))
+    return [F.conv2d(z[:, j], c.weight, padding=c.padding, dilation=c.dilation, groups=c.groups)
+            for j, c in enumerate(convs)]
+
+
+@MIXED_OPS.register("auto")
+class AutoMixedOp(FusedMixedOp):
+    """The fused computation on a GPU, the reference loop elsewhere (same modules either way)."""
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return super().forward(x, weights) if x.is_cuda else MixedOp.forward(self, x, weights)
