@@ -21,7 +21,7 @@ test: setup            ## unit + integration (tiny dvc repro of the ci profile) 
 	$(PY) -m pytest -q --benchmark-disable
 
 bench: setup           ## CPU benchmarks (pytest-benchmark), compared side by side
-	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-group-by=func \
+	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-group-by=func --benchmark-warmup=on \
 	  --benchmark-columns=min,median,mean,rounds
 
 bench-gpu: setup       ## GPU benchmark scripts (issue 5); needs a CUDA device

@@ -11,25 +11,13 @@ Timing: CUDA events around `--steps` steps, warm-up steps excluded, median of `-
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
-import time
-from pathlib import Path
 
 import torch
 
+from _common import device_name, emit, get_device, time_steps
 from nascore.ops import MIXED_OPS
 from nascore.strategies.darts import DifferentiableSearch
 from nascore.supernets import DartsSupernet
-
-OUT = Path(__file__).resolve().parents[1] / "reports" / "bench" / "supernet_step.json"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def measure(impl: str, args, device: torch.device) -> dict:
@@ -41,29 +29,8 @@ def measure(impl: str, args, device: torch.device) -> dict:
     g = torch.Generator(device="cpu").manual_seed(1)
     batch = tuple((torch.randn(args.batch, 3, 32, 32, generator=g).to(device),
                    torch.randint(0, 10, (args.batch,), generator=g).to(device)) for _ in range(2))
-    for _ in range(args.warmup):
-        strategy.step(batch)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(args.runs):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(args.steps):
-                strategy.step(batch)
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end) / 1000 / args.steps)
-        else:
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                strategy.step(batch)
-            times.append((time.perf_counter() - t0) / args.steps)
-    step_s = statistics.median(times)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+    step_s, peak = time_steps(lambda: strategy.step(batch), device, warmup=args.warmup, steps=args.steps,
+                              runs=args.runs)
     return {"bench": "supernet_step", "device": device_name(device), "impl": impl, "batch": args.batch,
             "order": args.order, "layers": args.layers, "C": args.C, "step_s": round(step_s, 5),
             "images_per_s": round(args.batch / step_s, 1),
@@ -84,22 +51,10 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--no-save", action="store_true", help="print only, do not append to reports/bench/")
     args = p.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: run with --device cpu for a smoke test (numbers not for reports)")
-    batches = args.batch
-    for b in batches:
+    device = get_device(args.device)
+    for b in args.batch:
         args.batch = b
-        rows = [measure(impl, args, device) for impl in args.impl]
-        base = next((r for r in rows if r["impl"] == "reference"), None)
-        for r in rows:
-            r["speedup_vs_eager_fp32"] = None if base is None else round(r["images_per_s"] / base["images_per_s"], 2)
-            line = json.dumps(r)
-            print(line)
-            if not args.no_save and device.type == "cuda":
-                OUT.parent.mkdir(parents=True, exist_ok=True)
-                with OUT.open("a") as f:
-                    f.write(line + "\n")
+        emit([measure(impl, args, device) for impl in args.impl], "supernet_step", device, not args.no_save)
 
 
 if __name__ == "__main__":

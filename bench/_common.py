@@ -1,0 +1,70 @@
+"""Shared by the GPU benchmark scripts: device naming, CUDA-event timing (warm-up excluded, median
+of runs), peak memory, and appending one JSON line per measurement to reports/bench/<bench>.json.
+Numbers are written only when measured on CUDA; CPU runs are smoke tests and only print."""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+REPORTS = Path(__file__).resolve().parents[1] / "reports" / "bench"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def get_device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run with --device cpu for a smoke test (numbers are not kept)")
+    return device
+
+
+def time_steps(step: Callable[[], None], device: torch.device, *, warmup: int, steps: int, runs: int) -> tuple[float, float | None]:
+    """Median seconds per step over `runs` runs of `steps` steps after `warmup` steps, and the peak
+    memory (MiB) of the timed steps on CUDA."""
+    for _ in range(warmup):
+        step()
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(runs):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(steps):
+                step()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end) / 1000 / steps)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times.append((time.perf_counter() - t0) / steps)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+    return statistics.median(times), peak
+
+
+def emit(rows: list[dict], bench: str, device: torch.device, save: bool) -> None:
+    """Add speedup_vs_eager_fp32 (against the row with impl 'eager_fp32' or 'reference'), print one
+    JSON line per row, and append them to reports/bench/<bench>.json when measured on CUDA."""
+    base = next((r for r in rows if r["impl"] in ("eager_fp32", "reference")), None)
+    for r in rows:
+        r["speedup_vs_eager_fp32"] = None if base is None else round(r["images_per_s"] / base["images_per_s"], 2)
+        line = json.dumps(r)
+        print(line, flush=True)
+        if save and device.type == "cuda":
+            REPORTS.mkdir(parents=True, exist_ok=True)
+            with (REPORTS / f"{bench}.json").open("a") as f:
+                f.write(line + "\n")

@@ -1,0 +1,75 @@
+"""GPU benchmark: training step of the derived DARTS_V2 CIFAR network (20 cells, C=36, auxiliary
+head, batch 96), eager fp32 (the original train.py) beside the fast path variants, in one run.
+Prints one JSON line per variant, appends them to reports/bench/derived_train.json on CUDA.
+
+  python bench/derived_train.py
+  python bench/derived_train.py --device cpu --layers 5 --C 8 --batch 8 --runs 2 --variants eager_fp32 bf16_cl
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from _common import device_name, emit, get_device, time_steps
+from nascore.genotype import load_genotype
+from nascore.models import create_model
+from nascore.train.tasks import SupervisedTask
+
+VARIANTS = {  # name: (autocast dtype, channels_last, torch.compile)
+    "eager_fp32": (None, False, False),
+    "bf16_cl": (torch.bfloat16, True, False),
+    "bf16_cl_compiled": (torch.bfloat16, True, True),
+}
+
+
+def measure(variant: str, args, device: torch.device) -> dict:
+    dtype, cl, compiled = VARIANTS[variant]
+    torch.manual_seed(0)
+    model = create_model("darts_cifar", genotype=load_genotype("darts_v2"), C=args.C, num_classes=10,
+                         layers=args.layers, auxiliary=True).to(device)
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    task = SupervisedTask(model, opt, sched, epochs=1, aux_weight=0.4, grad_clip=5.0, drop_path_prob=0.2,
+                          autocast_dtype=dtype, channels_last=cl)
+    task.new_epoch(0)
+    compile_s = None
+    if compiled:
+        task.model = model = torch.compile(model)
+    g = torch.Generator(device="cpu").manual_seed(1)
+    batch = (torch.randn(args.batch, 3, 32, 32, generator=g).to(device),
+             torch.randint(0, 10, (args.batch,), generator=g).to(device))
+    if compiled:  # compile time reported apart, outside the timed steps
+        t0 = time.perf_counter()
+        task.step(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        compile_s = round(time.perf_counter() - t0, 1)
+    step_s, peak = time_steps(lambda: task.step(batch), device, warmup=args.warmup, steps=args.steps, runs=args.runs)
+    return {"bench": "derived_train", "device": device_name(device), "impl": variant, "batch": args.batch,
+            "layers": args.layers, "C": args.C, "step_s": round(step_s, 5), "images_per_s": round(args.batch / step_s, 1),
+            "peak_mem_mb_per_image": None if peak is None else round(peak / args.batch, 2),
+            "compile_s": compile_s, "runs": args.runs, "steps_per_run": args.steps, "torch": torch.__version__}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--batch", type=int, default=96)
+    p.add_argument("--layers", type=int, default=20)
+    p.add_argument("--C", type=int, default=36)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--no-save", action="store_true")
+    args = p.parse_args()
+    device = get_device(args.device)
+    emit([measure(v, args, device) for v in args.variants], "derived_train", device, not args.no_save)
+
+
+if __name__ == "__main__":
+    main()
