@@ -103,3 +103,27 @@ def test_bad_edge_ops_are_rejected_with_the_reason():
         DartsSupernet(4, 10, 3, edge_ops={"normal": [["conv_9x9"]] * 14})
     with pytest.raises(ValueError, match=r"unknown alpha groups \['normal_low'\]"):
         DartsSupernet(4, 10, 3, edge_ops={"normal_low": [["skip_connect"]] * 14})
+
+
+def test_edges_with_fewer_candidates_do_not_win_for_their_size():
+    """{skip, none} starts at 0.5 per op, {sep3, sep5, none} at 0.33: edges rank by weight relative
+    to uniform, so a skip edge below uniform (0.45 of 2) loses to a sep edge above it (0.4 of 3)."""
+    space = CellSpace(primitives=PRIMITIVES)
+    ops = [["none", "skip_connect"] if e % 2 == 0 else ["none", "sep_conv_3x3", "sep_conv_5x5"] for e in range(14)]
+    model = GroupedSupernet(4, 10, 3, space, edge_ops={"normal": ops, "reduce": ops})
+    with torch.no_grad():
+        for a in model.alphas.values():
+            a.zero_()
+            for e in range(14):
+                if e % 2 == 0:  # p(skip) = 0.45, p(none) = 0.55
+                    a[e, PRIMITIVES.index("none")] = torch.log(torch.tensor(0.55 / 0.45))
+                else:           # p(sep3) = 0.4, p(sep5) = p(none) = 0.3
+                    a[e, PRIMITIVES.index("sep_conv_3x3")] = torch.log(torch.tensor(0.4 / 0.3))
+    probs = model.alpha_probs()["normal"]
+    assert probs[0, PRIMITIVES.index("skip_connect")] > probs[1, PRIMITIVES.index("sep_conv_3x3")]  # raw: skip ahead
+    cell = model.genotype().cells["normal"]
+    # nodes 2 and 3 have one sep edge each, so keep one skip each; nodes 4 and 5 keep only sep edges
+    assert sum(op == "skip_connect" for op, _ in cell.edges) == 2
+    plain = DartsSupernet(4, 10, 3, space, edge_ops={"normal": ops, "reduce": ops})
+    plain.load_state_dict(model.state_dict(), strict=False)
+    assert sum(op == "skip_connect" for op, _ in plain.genotype().cells["normal"].edges) == 7
