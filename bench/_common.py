@@ -3,6 +3,7 @@ of runs), peak memory, and appending one JSON line per measurement to reports/be
 Numbers are written only when measured on CUDA; CPU runs are smoke tests and only print."""
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -13,6 +14,18 @@ from typing import Callable
 import torch
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports" / "bench"
+
+
+def parser(doc: str, *, steps: bool = True) -> argparse.ArgumentParser:
+    """The options every benchmark shares; scripts add their sizes."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda")
+    if steps:
+        p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+        p.add_argument("--steps", type=int, default=10, help="steps per timed run")
+    p.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported")
+    p.add_argument("--no-save", action="store_true", help="print only, do not append to reports/bench/")
+    return p
 
 
 def device_name(device: torch.device) -> str:

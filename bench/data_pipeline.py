@@ -8,23 +8,19 @@ throughput does not depend on image content. One JSON line, reports/bench/data_p
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 
-from _common import device_name, emit, get_device, time_steps
+from _common import device_name, emit, get_device, parser, time_steps
 from nascore.data.loader import TensorBatches, make_transform
 
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda")
+    p = parser(__doc__, steps=False)
     p.add_argument("--images", type=int, default=50_000)
     p.add_argument("--batch", type=int, default=96)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--no-save", action="store_true")
     args = p.parse_args()
     device = get_device(args.device)
     g = torch.Generator().manual_seed(0)

@@ -7,12 +7,11 @@ Prints one JSON line per variant, appends them to reports/bench/derived_train.js
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from _common import device_name, emit, get_device, time_steps
+from _common import device_name, emit, get_device, parser, time_steps
 from nascore.genotype import load_genotype
 from nascore.models import create_model
 from nascore.train.tasks import SupervisedTask
@@ -56,16 +55,11 @@ def measure(variant: str, args, device: torch.device) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda")
+    p = parser(__doc__)
     p.add_argument("--batch", type=int, default=96)
     p.add_argument("--layers", type=int, default=20)
     p.add_argument("--C", type=int, default=36)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--no-save", action="store_true")
     args = p.parse_args()
     device = get_device(args.device)
     emit([measure(v, args, device) for v in args.variants], "derived_train", device, not args.no_save)

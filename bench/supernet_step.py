@@ -10,11 +10,10 @@ Timing: CUDA events around `--steps` steps, warm-up steps excluded, median of `-
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 
-from _common import device_name, emit, get_device, time_steps
+from _common import device_name, emit, get_device, parser, time_steps
 from nascore.ops import MIXED_OPS
 from nascore.strategies.darts import DifferentiableSearch
 from nascore.supernets import DartsSupernet
@@ -39,17 +38,12 @@ def measure(impl: str, args, device: torch.device) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda")
+    p = parser(__doc__)
     p.add_argument("--batch", type=int, nargs="+", default=[64, 256])
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--C", type=int, default=16)
     p.add_argument("--order", type=int, default=1)
     p.add_argument("--impl", nargs="+", default=["reference", "fused"], choices=MIXED_OPS.names())
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--no-save", action="store_true", help="print only, do not append to reports/bench/")
     args = p.parse_args()
     device = get_device(args.device)
     for b in args.batch:
