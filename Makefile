@@ -25,8 +25,9 @@ bench: setup           ## CPU benchmarks (pytest-benchmark), compared side by si
 	  --benchmark-columns=min,median,mean,rounds
 
 bench-gpu: setup       ## GPU benchmark scripts (issue 5); needs a CUDA device
-	@ls bench/*.py >/dev/null 2>&1 || { echo "no GPU benchmark scripts yet (bench/)"; exit 1; }
-	for s in bench/*.py; do $(PY) $$s; done
+	for s in supernet_step derived_train data_pipeline; do $(PY) bench/$$s.py || exit 1; done
+	$(PY) bench/supernet_step.py --order 2 --batch 64
+	$(PY) bench/summarise.py
 
 ui: setup              ## MLflow UI on the embedded store
 	mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --port 5000

@@ -70,9 +70,9 @@ def time_steps(step: Callable[[], None], device: torch.device, *, warmup: int, s
 
 
 def emit(rows: list[dict], bench: str, device: torch.device, save: bool) -> None:
-    """Add speedup_vs_eager_fp32 (against the row with impl 'eager_fp32' or 'reference'), print one
+    """Add speedup_vs_eager_fp32 (against the row with impl 'eager_fp32' of the same run), print one
     JSON line per row, and append them to reports/bench/<bench>.json when measured on CUDA."""
-    base = next((r for r in rows if r["impl"] in ("eager_fp32", "reference")), None)
+    base = next((r for r in rows if r["impl"] == "eager_fp32"), None)
     for r in rows:
         r["speedup_vs_eager_fp32"] = None if base is None else round(r["images_per_s"] / base["images_per_s"], 2)
         line = json.dumps(r)

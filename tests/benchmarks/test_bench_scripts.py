@@ -10,7 +10,8 @@ from conftest import REPO
 
 FIELDS = {"bench", "device", "impl", "batch", "images_per_s", "peak_mem_mb_per_image", "speedup_vs_eager_fp32"}
 SMOKE = {
-    "supernet_step.py": ["--batch", "4", "--layers", "3", "--C", "4", "--warmup", "1", "--steps", "1", "--runs", "1"],
+    "supernet_step.py": ["--batch", "4", "--layers", "3", "--C", "4", "--warmup", "1", "--steps", "1", "--runs", "1",
+                         "--variants", "eager_fp32", "eager_bf16_cl", "fused_fp32", "fused_bf16_cl"],
     "derived_train.py": ["--batch", "4", "--layers", "3", "--C", "8", "--warmup", "1", "--steps", "1", "--runs", "1",
                          "--variants", "eager_fp32", "bf16_cl"],
     "data_pipeline.py": ["--images", "200", "--batch", "50", "--runs", "1"],
@@ -28,3 +29,34 @@ def test_bench_script_smoke_on_cpu(script, tmp_path):
     assert all(row["device"].startswith("CPU") for row in rows)
     after = sorted((REPO / "reports" / "bench").glob("*.json")) if (REPO / "reports" / "bench").is_dir() else []
     assert after == before  # CPU smoke numbers are never kept as results
+
+
+def _summarise(root):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from summarise import summarise
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return summarise(root).read_text()
+
+
+def test_summary_marks_targets_from_measured_lines(tmp_path):
+    """reports/bench.md from JSON lines (test inputs, not measurements): the latest line per variant
+    counts, ratios to another variant are taken within one device and batch, bounds from params."""
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "bench.yaml").write_text((REPO / "params" / "bench.yaml").read_text())
+    (tmp_path / "reports").mkdir()
+    assert "No GPU measurement yet" in _summarise(tmp_path)
+    d = tmp_path / "reports" / "bench"
+    d.mkdir()
+    row = {"bench": "supernet_step", "device": "GPU X", "batch": 64, "order": 1, "peak_mem_mb_per_image": 30.0}
+    lines = [{**row, "impl": "eager_fp32", "images_per_s": 100.0, "speedup_vs_eager_fp32": 1.0},
+             {**row, "impl": "compiled_fp32", "images_per_s": 400.0, "speedup_vs_eager_fp32": 4.0},
+             {**row, "impl": "fused_fp32", "images_per_s": 900.0, "speedup_vs_eager_fp32": 9.0},
+             {**row, "impl": "fused_fp32", "images_per_s": 1300.0, "speedup_vs_eager_fp32": 13.0}]  # latest wins
+    (d / "supernet_step.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    md = _summarise(tmp_path)
+    assert "| supernet_step fused_fp32 speedup_vs_eager_fp32 >= 10.0 | GPU X | 64 | 13.00 | yes |" in md
+    assert "| supernet_step fused_fp32 images_per_s / compiled_fp32 >= 3.0 | GPU X | 64 | 3.25 | yes |" in md
+    assert "| supernet_step fused_fp32 peak_mem_mb_per_image <= 40.0 | GPU X | 64 | 30.00 | yes |" in md
+    assert "900.0" not in md
