@@ -15,8 +15,10 @@ class Layout:
     def prepared(self, dataset: str) -> Path:
         return self.root / "data" / "prepared" / dataset
 
-    def search_dir(self, method: str) -> Path:
-        return self.root / "runs" / method / "search"
+    def search_dir(self, method: str, stage: str = "search") -> Path:
+        """The search's output (what finetune reads); earlier stages of a multi-stage search
+        (e.g. stacnas' search_stage1) beside it."""
+        return self.root / "runs" / method / stage
 
     def finetune_dir(self, method: str, dataset: str) -> Path:
         return self.root / "runs" / method / "finetune" / dataset

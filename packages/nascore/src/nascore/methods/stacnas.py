@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from nascore.config import ParamsError, spec
 from nascore.layout import read_json, write_json
@@ -92,7 +94,7 @@ class StacnasMethod(DartsMethod):
         return ZERO in self.p.search.supernet.primitives
 
     def stage1_dir(self) -> Path:
-        return self.layout.root / "runs" / self.name / "search_stage1"
+        return self.layout.search_dir(self.name, "search_stage1")
 
     # -- stages ----------------------------------------------------------------------------
     def search(self, stage: str = "stage1") -> dict[str, Any]:
@@ -167,9 +169,6 @@ class StacnasMethod(DartsMethod):
     def _cluster(self, num_classes: int, train) -> tuple[list[list[str]], torch.Tensor]:
         """Claim 2: warm up a supernet holding every op (uniform alphas, weights only), then group
         the ops by the correlation of their outputs."""
-        from torch import nn
-        import torch.nn.functional as F
-
         s, c = self.p.search, self.p.search.cluster
         prims = tuple(s.supernet.primitives)
         device = train.x.device

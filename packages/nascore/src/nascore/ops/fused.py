@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nascore.ops.kernels import triton_usable, weighted_bn_sum
+from nascore.ops.kernels import store_running_stats, triton_usable, weighted_bn_sum
 from nascore.ops.mixed import MIXED_OPS, MixedOp
-from nascore.ops.primitives import DilConv, FactorizedReduce, SepConv
+from nascore.ops.primitives import DilConv, SepConv
 
 WINDOW = 5  # the shared depthwise window
 
@@ -80,12 +80,8 @@ def _stacked_bn(z: torch.Tensor, bns: Sequence[nn.BatchNorm2d], training: bool,
     y = F.batch_norm(z.reshape(n, m * C, H, W), mean, var,
                      weight=None if scale is None else scale.repeat_interleave(C), bias=None,
                      training=training or not bn0.track_running_stats, momentum=bn0.momentum, eps=bn0.eps)
-    if training and bn0.track_running_stats:
-        with torch.no_grad():  # the candidates' own running statistics, as the reference keeps them
-            for j, b in enumerate(bns):
-                b.running_mean.copy_(mean[j * C:(j + 1) * C])
-                b.running_var.copy_(var[j * C:(j + 1) * C])
-                b.num_batches_tracked += 1
+    if training and bn0.track_running_stats:  # the candidates' own running statistics, as the reference
+        store_running_stats(bns, mean, var)
     return y.view(n, m, C, H, W)
 
 
@@ -107,7 +103,7 @@ class FusedMixedOp(MixedOp):
         for k, (name, op) in enumerate(zip(self.primitives, self._ops)):
             if name == "none":
                 continue
-            if isinstance(op, SepConv) or isinstance(op, DilConv):
+            if isinstance(op, (SepConv, DilConv)):
                 self.convs.append(k)
             elif "pool" in name:
                 self.pools.append(k)
@@ -117,6 +113,11 @@ class FusedMixedOp(MixedOp):
             first = self._stage(k, 0)
             if not (first[1].groups == first[1].in_channels and first[3].affine is False):
                 raise ValueError(f"fused mixed op: {self.primitives[k]} is not an affine-free depthwise conv")
+        # positions in self.convs of the one-stage (dil) and two-stage (sep) candidates, and their ops
+        self.one = [j for j, k in enumerate(self.convs) if not isinstance(self._ops[k], SepConv)]
+        self.two = [j for j, k in enumerate(self.convs) if isinstance(self._ops[k], SepConv)]
+        self.one_ops = [self.convs[j] for j in self.one]
+        self.two_ops = [self.convs[j] for j in self.two]
 
     def _stage(self, k: int, i: int) -> DilConv:
         op = self._ops[k]
@@ -141,20 +142,16 @@ class FusedMixedOp(MixedOp):
         first = [self._stage(k, 0) for k in self.convs]
         ys = _depthwise(r, [s[1] for s in first], self.stride)
         z = _pointwise(ys, [s[2] for s in first])
-        two = [j for j, k in enumerate(self.convs) if isinstance(self._ops[k], SepConv)]
-        one = [j for j, k in enumerate(self.convs) if not isinstance(self._ops[k], SepConv)]
         out = 0
-        if one:
-            out = _edge_sum(z[:, one], [first[j][3] for j in one], weights[[self.convs[j] for j in one]],
-                            self.training)
-        if two:
+        if self.one:
+            out = _edge_sum(z[:, self.one], [first[j][3] for j in self.one], weights[self.one_ops], self.training)
+        if self.two:
             # first-stage BN (no arch weight), then the second stage of every sep conv
-            zz = _stacked_bn(z[:, two], [first[j][3] for j in two], self.training)
-            second = [self._stage(self.convs[j], 1) for j in two]
+            zz = _stacked_bn(z[:, self.two], [first[j][3] for j in self.two], self.training)
+            second = [self._stage(k, 1) for k in self.two_ops]
             ys2 = _depthwise_per_candidate(F.relu(zz), [s[1] for s in second])
             z2 = _pointwise(ys2, [s[2] for s in second])
-            out = out + _edge_sum(z2, [s[3] for s in second], weights[[self.convs[j] for j in two]],
-                                  self.training)
+            out = out + _edge_sum(z2, [s[3] for s in second], weights[self.two_ops], self.training)
         return out
 
 

@@ -17,9 +17,10 @@ import os
 import torch
 
 try:  # kernels reference `tl`; without Triton only the PyTorch path runs
+    import triton
     import triton.language as tl
 except ImportError:  # pragma: no cover
-    tl = None
+    triton = tl = None
 
 BLOCK = 1024
 _KERNELS: dict[bool, tuple] = {}
@@ -30,13 +31,7 @@ def _interpret() -> bool:
 
 
 def triton_usable(t: torch.Tensor) -> bool:
-    if not (t.is_cuda or _interpret()):
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return triton is not None and (t.is_cuda or _interpret())
 
 
 def _fwd(z_ptr, mean_ptr, rstd_ptr, w_ptr, out_ptr, total, C, HW, M: tl.constexpr, BLOCK_SIZE: tl.constexpr):
@@ -82,8 +77,6 @@ def _bwd(z_ptr, g_ptr, mean_ptr, rstd_ptr, w_ptr, sg_ptr, sgx_ptr, dz_ptr, total
 def _kernels():
     interp = _interpret()
     if interp not in _KERNELS:
-        import triton
-
         _KERNELS[interp] = (triton.jit(_fwd), triton.jit(_bwd))
     return _KERNELS[interp]
 
@@ -108,7 +101,7 @@ class WeightedBNSum(torch.autograd.Function):
             out = torch.empty(n, C, H, W, device=z.device, dtype=torch.float32)
             total = out.numel()
             fwd, _ = _kernels()
-            fwd[(triton_cdiv(total, BLOCK),)](z, mean.contiguous(), rstd.contiguous(), w.float().contiguous(), out,
+            fwd[(triton.cdiv(total, BLOCK),)](z, mean.contiguous(), rstd.contiguous(), w.float().contiguous(), out,
                                                total, C, H * W, M=m, BLOCK_SIZE=BLOCK)
             out = out.to(z.dtype)
         else:
@@ -134,7 +127,7 @@ class WeightedBNSum(torch.autograd.Function):
             dz = torch.empty(z.shape, device=z.device, dtype=torch.float32)
             total = dz.numel()
             _, bwd = _kernels()
-            bwd[(triton_cdiv(total, BLOCK),)](z, g, mean.contiguous(), rstd.contiguous(), w.float().contiguous(),
+            bwd[(triton.cdiv(total, BLOCK),)](z, g, mean.contiguous(), rstd.contiguous(), w.float().contiguous(),
                                                sg.contiguous(), sgx.contiguous(), dz, total, C, H * W, 1.0 / count,
                                                M=m, TRAINING=ctx.training, BLOCK_SIZE=BLOCK)
             dz = dz.to(z.dtype)
@@ -151,8 +144,14 @@ class WeightedBNSum(torch.autograd.Function):
         return dz, dw, None, None, None, None
 
 
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+def store_running_stats(bns, mean: torch.Tensor, var: torch.Tensor) -> None:
+    """Write concatenated running statistics (candidate-major) back into each candidate's BN."""
+    C = bns[0].num_features
+    with torch.no_grad():
+        for j, b in enumerate(bns):
+            b.running_mean.copy_(mean[j * C:(j + 1) * C])
+            b.running_var.copy_(var[j * C:(j + 1) * C])
+            b.num_batches_tracked += 1
 
 
 def weighted_bn_sum(z: torch.Tensor, w: torch.Tensor, bns, training: bool,
@@ -166,13 +165,10 @@ def weighted_bn_sum(z: torch.Tensor, w: torch.Tensor, bns, training: bool,
     batch_stats = training or not bn0.track_running_stats
     with torch.no_grad():
         mean, var, rstd = _stats(z.detach(), bn0.eps, batch_stats, rm, rv)
-    if training and bn0.track_running_stats:
-        with torch.no_grad():
+        if training and bn0.track_running_stats:  # as nn.BatchNorm2d: unbiased variance, momentum
             count = n * H * W
-            var_unbiased = var * count / max(count - 1, 1)
-            for j, b in enumerate(bns):
-                b.running_mean.mul_(1 - bn0.momentum).add_(bn0.momentum * mean[j].to(b.running_mean.dtype))
-                b.running_var.mul_(1 - bn0.momentum).add_(bn0.momentum * var_unbiased[j].to(b.running_var.dtype))
-                b.num_batches_tracked += 1
+            unbiased = var * count / max(count - 1, 1)
+            store_running_stats(bns, rm * (1 - bn0.momentum) + bn0.momentum * mean.flatten().to(rm.dtype),
+                                rv * (1 - bn0.momentum) + bn0.momentum * unbiased.flatten().to(rv.dtype))
     use = triton_usable(z) if use_triton is None else use_triton
     return WeightedBNSum.apply(z, w, mean, rstd, batch_stats, use)

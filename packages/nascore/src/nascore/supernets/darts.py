@@ -41,12 +41,15 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(
             op_cls(C, 2 if reduction and src < 2 else 1, ops[i])
             for i, (_, src) in enumerate(space.edges()))
-        # columns of the alpha row each edge reads; None: all of them, in order
-        self._cols = None if edge_ops is None else [
-            torch.tensor([space.primitives.index(op) for op in e]) for e in edge_ops]
+        # columns of the alpha row each edge reads (buffers, so they live on the module's device);
+        # without edge_ops an edge reads its whole row
+        self.subset = edge_ops is not None
+        for i, e in enumerate(edge_ops or []):
+            self.register_buffer(f"cols_{i}", torch.tensor([space.primitives.index(op) for op in e]),
+                                 persistent=False)
 
     def edge_weights(self, weights: torch.Tensor, i: int) -> torch.Tensor:
-        return weights[i] if self._cols is None else weights[i, self._cols[i].to(weights.device)]
+        return weights[i, getattr(self, f"cols_{i}")] if self.subset else weights[i]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
