@@ -67,3 +67,19 @@ def hardware() -> str:
     except OSError:
         pass
     return f"CPU {cpu}, {os.cpu_count()} cores (torch {torch.__version__})"
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size); joins the torchrun process group when launched by torchrun
+    (gloo on CPU, nccl on GPU with one device per local rank)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
