@@ -85,9 +85,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from nascore.report import write_report
-
-    path = write_report(_method(args))
+    path = _method(args).report()
     print(f"[nascore] wrote {path}")
     return 0
 

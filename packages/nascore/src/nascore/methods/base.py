@@ -37,6 +37,12 @@ class Method:
     def evaluate(self, dataset: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    def report(self) -> Path:
+        """Write reports/<method>.md (the DARTS-family report unless a method has its own)."""
+        from nascore.report import write_report
+
+        return write_report(self)
+
     def extra_report_sections(self) -> list[str]:
         """Markdown lines a method adds to its report (e.g. a hyper-parameter study)."""
         return []

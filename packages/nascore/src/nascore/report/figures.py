@@ -131,3 +131,51 @@ def draw_cell(cell: CellGenotype, title: str, path: Path) -> Path:
     ax.axis("off")
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+_CHAIN_COLOURS = {"conv": "#4c72b0", "pool": "#dd8452", "act": "#55a868"}
+
+
+def _chain_kind(op: str) -> str:
+    return "conv" if "conv" in op else ("pool" if op[:3] in ("avg", "max") else "act")
+
+
+def draw_chain(layers: list[list[Any]], title: str, path: Path) -> Path:
+    """A chain architecture as a column of boxes, input at the top (seed 001, Fig. 10 style)."""
+    n = len(layers) + 3
+    fig, ax = plt.subplots(figsize=(3.6, 0.42 * n + 0.6))
+    names = ["input 32x32x3", *[f"{op} ({c})" if c else op for op, c in layers], "global avg pool", "linear"]
+    kinds = ["io", *[_chain_kind(op) for op, _ in layers], "pool", "io"]
+    for i, (label, kind) in enumerate(zip(names, kinds)):
+        y = n - 1 - i
+        ax.add_patch(plt.Rectangle((0.05, y + 0.12), 0.9, 0.76, color=_CHAIN_COLOURS.get(kind, "#8c8c8c"),
+                                   alpha=0.85))
+        ax.text(0.5, y + 0.5, label, ha="center", va="center", color="white", fontsize=8)
+        if i:
+            ax.annotate("", (0.5, y + 0.88), (0.5, y + 1.12), arrowprops={"arrowstyle": "->", "lw": 0.8})
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, n)
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_rewards(children: list[dict[str, Any]], iterations: list[dict[str, Any]], path: Path) -> Path:
+    """Every child's reward by iteration (screened / failed marked) and the controller's baseline."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    style = {"ok": ("o", "tab:blue", "passed screening"), "screened": ("x", "tab:orange", "screened out"),
+             "failed": ("v", "tab:red", "failed (diverged)")}
+    for status, (marker, colour, label) in style.items():
+        pts = [(r["iteration"] + 1, r["reward"]) for r in children if r["status"] == status]
+        if pts:
+            ax.scatter(*zip(*pts), marker=marker, color=colour, label=label, s=18)
+    if iterations:
+        it = [e["iteration"] for e in iterations]
+        ax.plot(it, [e["reward_mean"] for e in iterations], color="k", label="mean reward")
+        if all("baseline" in e for e in iterations):
+            ax.plot(it, [e["baseline"] for e in iterations], color="gray", ls="--", label="baseline")
+    ax.set_xlabel("controller iteration")
+    ax.set_ylabel("reward (validation accuracy)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -143,7 +143,11 @@ def write_report(method) -> Path:
             lines.append(f"| {r['name']} (`{r['run_id'][:8]}`) | {r['stage'] or ''} | {r['dataset'] or ''} | "
                          f"{r['genotype_hash'] or ''} | {r['status']} |")
         lines.append("")
-    path = method.layout.report(name)
+    return write_markdown(method.layout.report(name), lines)
+
+
+def write_markdown(path: Path, lines: list[str]) -> Path:
+    """Write a report atomically (whole or absent)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines) + "\n")

@@ -159,9 +159,19 @@ class CheckpointHook(Hook):
         self.path.unlink(missing_ok=True)
 
 
+_FAULT_HITS: dict[int, int] = {}
+
+
 def _maybe_fault(global_step: int) -> None:
     """Fault injection for the resume tests: NASCORE_KILL_AT_STEP=N sends SIGKILL to this
-    process right after the checkpoint of step N, as a real crash would."""
+    process right after the checkpoint of step N, as a real crash would; N@k kills the k-th
+    time a trainer of this process reaches step N (e.g. in the third child network)."""
     at = os.environ.get("NASCORE_KILL_AT_STEP")
-    if at and int(at) == global_step:
+    if not at:
+        return
+    step, _, nth = at.partition("@")
+    if int(step) != global_step:
+        return
+    _FAULT_HITS[global_step] = _FAULT_HITS.get(global_step, 0) + 1
+    if _FAULT_HITS[global_step] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
