@@ -56,13 +56,13 @@ class TokenGrammar:
     def check(self, ids: Sequence[int]) -> None:
         """Raise GrammarError naming the first illegal position."""
         ids = [int(i) for i in ids]
-        if len(ids) != self.length:
-            raise GrammarError(f"need {self.length} tokens, got {len(ids)}")
-        for t, tok in enumerate(ids):
+        for t, tok in enumerate(ids[:self.length]):
             allowed = self.legal(ids[:t])
             if tok not in allowed:
                 raise GrammarError(f"position {t}: {self.vocab[tok]!r} is not allowed after "
                                    f"{self.decode(ids[:t])[-4:]}; allowed: {self.decode(allowed)}")
+        if len(ids) != self.length:
+            raise GrammarError(f"need {self.length} tokens, got {len(ids)}")
 
     def mask(self, prefixes: torch.Tensor) -> torch.Tensor:
         """Bool [n, |vocab|]: legal next tokens for each row of `prefixes` [n, t]."""
