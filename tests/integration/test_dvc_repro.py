@@ -77,6 +77,21 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
     art = mlflow.artifacts.download_artifacts(f"runs:/{search[0].info.run_id}/genotype.json")
     assert json.loads(Path(art).read_text())["schema"] == "nascore.genotype/1"
 
+    # vgg_rl: controller search -> generation -> fine-tune -> evaluate, report with Tables 3 and 4
+    assert metrics["vgg_rl-search"]["status"] == "ok" and metrics["vgg_rl-generation"]["status"] == "ok"
+    assert metrics["vgg_rl-cifar10"]["status"] == "ok" and metrics["vgg_rl-cifar100"]["status"] == "not run"
+    vgg = (root / "reports" / "vgg_rl.md").read_text()
+    assert "| paper: VGG-Lite (the paper's result) | 2.63 |" in vgg and "| ours: ranked first |" in vgg
+    assert (root / "reports" / "figures" / "vgg_rl" / "best_architecture.png").is_file()
+    # openset_rl: every variant searched, open-set metrics per split, CIFAR+10 recorded as not run
+    osr = metrics["openset_rl-cifar10_osr"]
+    assert osr["status"] == "ok" and set(osr["variants"]) == set(metrics["openset_rl-search"]["variants"])
+    assert metrics["openset_rl-cifar_plus10"]["status"] == "not run"
+    assert "| full |" in (root / "reports" / "openset_rl.md").read_text()
+    children = [r for r in mlflow.search_runs(experiment_names=["openset_rl"], output_format="list")
+                if r.data.tags.get("stage") == "search-child"]
+    assert children and all(r.data.tags.get("mlflow.parentRunId") for r in children)
+
     if real_data:  # CI's regression gate: fresh metrics against the committed baseline
         check = subprocess.run([sys.executable, "-m", "nascore.cli", "check-metrics",
                                 "--baseline", str(REPO / "tests" / "baselines" / "ci_metrics.json"),

@@ -61,7 +61,7 @@ def test_log_prob_is_sum_of_token_log_probs():
         mask = torch.zeros(3, dtype=torch.bool)
         mask[list(g.legal(prefix.tolist()))] = True
         by_hand += float(torch.log_softmax(logits.masked_fill(~mask, -math.inf), -1)[tokens[t]].detach())
-    assert math.isclose(float(roll.log_prob[0]), by_hand, rel_tol=1e-5)
+    assert math.isclose(float(roll.log_prob[0].detach()), by_hand, rel_tol=1e-5)
 
 
 def test_probabilities_sum_to_one_over_legal_strings_and_illegal_are_impossible():

@@ -98,6 +98,7 @@ def cmd_check_metrics(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from nascore.methods import METHODS
+    from nascore.methods.openset_rl import PROTOCOLS
 
     p = argparse.ArgumentParser(prog="nascore", description=__doc__.splitlines()[0])
     p.add_argument("--root", default=".", help="project root holding params/ (default: .)")
@@ -121,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name)
         s.add_argument("--method", choices=METHODS.names(), required=True)
         if needs_ds:
-            s.add_argument("--dataset", choices=DATASETS.names(), required=True)
+            s.add_argument("--dataset", choices=[*DATASETS.names(), *PROTOCOLS], required=True,
+                           help="a dataset, or an open-set protocol (openset_rl)")
         if name == "search":
             s.add_argument("--stage", default="search",
                            help="search stage of a multi-stage method (stacnas: stage1, stage2)")

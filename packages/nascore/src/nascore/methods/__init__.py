@@ -2,6 +2,6 @@
 from nascore.methods.base import METHODS, Method
 
 # importing registers the methods
-from nascore.methods import darts, mldarts, stacnas, vgg_rl  # noqa: E402,F401
+from nascore.methods import darts, mldarts, openset_rl, stacnas, vgg_rl  # noqa: E402,F401
 
 __all__ = ["METHODS", "Method"]

@@ -14,19 +14,20 @@ from typing import Any, Literal
 import torch
 
 from nascore.config import ParamsError, spec, to_dict
-from nascore.controllers import CONTROLLER_UPDATES, LSTMPolicy, warm_start
 from nascore.controllers.grammar import GrammarError
 from nascore.data.loader import TensorBatches, make_transform
 from nascore.data.prepare import NotRun, load_prepared
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
 from nascore.layout import read_json, write_json
-from nascore.methods.base import METHODS, Method, Timer
-from nascore.runtime import autocast_dtype, hardware, init_distributed, setup
+from nascore.methods.base import METHODS, Timer
+from nascore.methods.darts import EvaluateParams
+from nascore.methods.rl_base import (ControllerMethod, ControllerParams, TrainingParams, publish,
+                                     save_atomically, seed_of)
+from nascore.runtime import autocast_dtype, hardware, setup
 from nascore.spaces.chain import ChainArchitecture, ChainGrammar, ChainNet
-from nascore.strategies.rl import ControllerSearch
 from nascore.tracking import configure, start_run
-from nascore.train.chain import Screening, train_network
+from nascore.train.child import Screening, train_network
 
 
 @dataclass(frozen=True)
@@ -35,52 +36,6 @@ class ChainSpaceParams:
     actions: dict[str, list[str]] = spec(doc="candidate actions per slot kind; zero skips the layer")
     counts: list[int] = spec(doc="filter counts a conv action may take")
     start: list[list[Any]] = spec(doc="the starting architecture, one [op, count] per slot (VGG-11)")
-
-
-@dataclass(frozen=True)
-class WarmStartParams:
-    target_prob: float = spec(gt=0.0, lt=1.0, doc="train until p(start) >= this; > 0.5 makes it the mode")
-    lr: float = spec(gt=0.0)
-    max_steps: int = spec(ge=0)
-
-
-@dataclass(frozen=True)
-class PPOParams:
-    clip: float = spec(gt=0.0, lt=1.0)
-    epochs: int = spec(ge=1)
-
-
-@dataclass(frozen=True)
-class ControllerParams:
-    hidden: int = spec(ge=1)
-    layers: int = spec(ge=1)
-    temperature: float = spec(gt=0.0)
-    tanh_constant: float | None = spec(gt=0.0)
-    update: str = spec(doc="reinforce | ppo")
-    lr: float = spec(gt=0.0)
-    baseline_decay: float = spec(ge=0.0, lt=1.0)
-    entropy_weight: float = spec(ge=0.0)
-    grad_clip: float = spec(gt=0.0)
-    ppo: PPOParams = spec()
-    warm_start: WarmStartParams | None = spec(doc="null: random initialisation (the ablation)")
-
-    def validate(self, path: str) -> None:
-        if self.update not in CONTROLLER_UPDATES:
-            raise ParamsError(f"{path}.update: got {self.update!r}; allowed: {', '.join(CONTROLLER_UPDATES.names())}")
-
-
-@dataclass(frozen=True)
-class TrainingParams:
-    epochs: int = spec(ge=1)
-    batch_size: int = spec(ge=1)
-    lr: float = spec(gt=0.0)
-    milestones: list[int] = spec(doc="epochs where lr is multiplied by gamma; [] = constant")
-    gamma: float = spec(gt=0.0, le=1.0)
-    momentum: float = spec(ge=0.0, lt=1.0)
-    weight_decay: float = spec(ge=0.0)
-    grad_clip: float = spec(gt=0.0)
-    augment: Literal["seed001", "darts", "none"] = spec()
-    checkpoint_every_steps: int = spec(ge=0)
 
 
 @dataclass(frozen=True)
@@ -118,18 +73,13 @@ class RLFinetuneParams:
 
 
 @dataclass(frozen=True)
-class RLEvaluateParams:
-    batch_size: int = spec(ge=1)
-
-
-@dataclass(frozen=True)
 class VggRlParams:
     space: ChainSpaceParams
     controller: ControllerParams
     search: RLSearchParams
     generation: GenerationParams
     finetune: RLFinetuneParams
-    evaluate: RLEvaluateParams
+    evaluate: EvaluateParams
     paper: dict[str, Any] = spec(default_factory=dict)
 
     def validate(self, path: str) -> None:
@@ -147,7 +97,7 @@ def _batches(x, y, tp: TrainingParams, cp, device, seed: int, train: bool) -> Te
 
 
 @METHODS.register("vgg_rl")
-class VggRlMethod(Method):
+class VggRlMethod(ControllerMethod):
     name = "vgg_rl"
     params_cls = VggRlParams
     search_stages = ("search", "generation")
@@ -155,11 +105,6 @@ class VggRlMethod(Method):
     def grammar(self) -> ChainGrammar:
         s = self.p.space
         return ChainGrammar(s.slots, s.actions, s.counts)
-
-    def build_policy(self) -> LSTMPolicy:
-        c = self.p.controller
-        return LSTMPolicy(self.grammar(), hidden=c.hidden, layers=c.layers, temperature=c.temperature,
-                          tanh_constant=c.tanh_constant)
 
     def architecture(self, tokens: list[int]) -> ChainArchitecture:
         return ChainArchitecture.from_slots(self.grammar().layers(tokens))
@@ -182,11 +127,11 @@ class VggRlMethod(Method):
 
     def _train(self, arch: ChainArchitecture, tp: TrainingParams, train, val, num_classes: int, tag: str,
                fingerprint: str, device, screening: Screening | None = None) -> dict[str, Any]:
-        torch.manual_seed(_seed_of(self.params.run.seed, tag))  # the child's initial weights
+        torch.manual_seed(seed_of(self.params.run.seed, tag))  # the child's initial weights
         model = ChainNet(arch, num_classes).to(device)
         rec = train_network(model, train, epochs=tp.epochs, lr=tp.lr, momentum=tp.momentum,
                             weight_decay=tp.weight_decay, grad_clip=tp.grad_clip, milestones=tp.milestones,
-                            gamma=tp.gamma, seed=_seed_of(self.params.run.seed, tag),
+                            gamma=tp.gamma, seed=seed_of(self.params.run.seed, tag),
                             ckpt_path=self.layout.checkpoints(self.name) / f"{tag}.pt",
                             fingerprint=fingerprint + arch.canonical_hash(),
                             checkpoint_every_steps=tp.checkpoint_every_steps, val=val, screening=screening,
@@ -210,24 +155,11 @@ class VggRlMethod(Method):
             out.mkdir(parents=True, exist_ok=True)
             return self.not_run(str(e), out / "status.json", metrics_path)
         device = setup(run)
-        rank, _ = init_distributed()  # under torchrun: population-parallel children
         train, val = self._train_val(tensors, tr, va, p.child, device)
         num_classes = len(tensors["classes"])
         grammar = self.grammar()
-        policy = self.build_policy()
-        c = self.p.controller
-        update = CONTROLLER_UPDATES[c.update](policy, lr=c.lr, baseline_decay=c.baseline_decay,
-                                              entropy_weight=c.entropy_weight, grad_clip=c.grad_clip,
-                                              **(to_dict(c.ppo) if c.update == "ppo" else {}))
         fingerprint = self.params.fingerprint("space", "controller", "search")
-        searcher = ControllerSearch(policy, update, iterations=p.iterations, children=p.children, seed=run.seed,
-                                    failed_reward=p.failed_reward, reward_threshold=p.reward_threshold,
-                                    state_path=self.layout.checkpoints(self.name) / "controller_search.pt",
-                                    fingerprint=fingerprint)
-        prior = searcher.peek_extra()
-        start_ids = grammar.tokens_of(self.p.space.start)
         screening = Screening(p.screening.epoch, p.screening.min_val_acc)
-        import mlflow
 
         def evaluate_child(tokens: list[int], cid: str) -> dict[str, Any]:
             arch = self.architecture(tokens)
@@ -236,50 +168,27 @@ class VggRlMethod(Method):
             rec["reward"] = rec["val_acc"] if rec["val_acc"] is not None else p.failed_reward
             return rec
 
-        def on_child(rec: dict[str, Any]) -> None:
-            with start_run(self.name, f"child-{rec['child']}", nested=True,
-                           tags={"stage": "search-child", "status": rec["status"], "arch_hash": rec["arch_hash"],
-                                 "architecture": ChainArchitecture.from_json(rec["arch"]).describe()[:5000],
-                                 **({"reason": rec["reason"]} if "reason" in rec else {})}):
-                for h in rec["history"]:
-                    mlflow.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=int(h["epoch"]))
-                mlflow.log_metrics({"reward": float(rec["reward"]), "params_m": rec["params"] / 1e6})
-                mlflow.log_dict(rec["arch"], "architecture.json")
-
-        def on_iteration(entry: dict[str, Any]) -> None:
-            mlflow.log_metrics({k: float(v) for k, v in entry.items() if k != "iteration"}, step=entry["iteration"])
-
-        if rank != 0:  # a worker: trains its share of each iteration's children, writes nothing
-            searcher.run(evaluate_child)
-            return {"status": "ok", "rank": rank}
-        with start_run(self.name, "search", run_id=prior.get("mlflow_run_id"),
-                       params={"profile": self.params.profile, "space": to_dict(self.p.space),
-                               "controller": to_dict(c), "search": to_dict(p), "seed": run.seed},
-                       tags={"stage": "search", "dataset": manifest["display_name"],
-                             "profile": self.params.profile, "seed": str(run.seed)}) as mlrun:
-            searcher.extra["mlflow_run_id"] = mlrun.info.run_id
-            with Timer() as t:
-                if "warm_start" not in prior:  # a fresh search (a resumed one restores the controller)
-                    ws = (warm_start(policy, start_ids, **to_dict(c.warm_start)) if c.warm_start
-                          else {"steps": 0, "prob": float(policy.score(torch.tensor([start_ids])).log_prob.exp())})
-                    searcher.extra["warm_start"] = ws
-                    mlflow.log_metrics({"warm_start_prob": ws["prob"], "warm_start_steps": ws["steps"]})
-                records = searcher.run(evaluate_child, on_iteration=on_iteration, on_child=on_child)
-            ws = searcher.extra.get("warm_start", {})
-            summary = _summary(records)
-            mlflow.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        res = self.run_controller(
+            key="search", grammar=grammar, search=p, fingerprint=fingerprint, evaluate_child=evaluate_child,
+            describe=lambda rec: ChainArchitecture.from_json(rec["arch"]).describe(),
+            start_ids=grammar.tokens_of(self.p.space.start),
+            mlflow_params={"space": to_dict(self.p.space), "search": to_dict(p)},
+            tags={"dataset": manifest["display_name"]})
+        if res is None:
+            return {"status": "ok", "worker": True}
         out.mkdir(parents=True, exist_ok=True)
-        torch.save({"state_dict": policy.state_dict(), "vocab": grammar.vocab}, out / "controller.pt")
-        write_json(out / "children.json", {"children": records, "iterations": searcher.iteration_log,
+        torch.save({"state_dict": res["policy"].state_dict(), "vocab": grammar.vocab}, out / "controller.pt")
+        write_json(out / "children.json", {"children": res["records"], "iterations": res["searcher"].iteration_log,
                                            "start": self.p.space.start, "vocab": list(grammar.vocab)})
-        write_json(out / "status.json", {"status": "ok", "mlflow_run_id": mlrun.info.run_id})
-        metrics = {"status": "ok", **summary, "iterations": searcher.iteration, "children_per_iteration": p.children,
-                   "controller": c.update, "warm_start_prob": round(ws.get("prob", 0.0), 4),
-                   "search_seconds": round(t.seconds, 1), "resumed": searcher.resumed,
+        write_json(out / "status.json", {"status": "ok", "mlflow_run_id": res["mlflow_run_id"]})
+        metrics = {"status": "ok", **res["summary"], "iterations": res["searcher"].iteration,
+                   "children_per_iteration": p.children, "controller": self.p.controller.update,
+                   "warm_start_prob": round(res["warm_start"].get("prob") or 0.0, 4),
+                   "search_seconds": res["seconds"], "resumed": res["searcher"].resumed,
                    "dataset": manifest["display_name"], "images": {"train": len(tr), "val": len(va)},
                    "profile": self.params.profile, "hardware": hardware()}
         write_json(metrics_path, metrics)
-        searcher.finish()
+        res["searcher"].finish()
         return metrics
 
     def generation(self) -> dict[str, Any]:
@@ -386,13 +295,10 @@ class VggRlMethod(Method):
                     keep["reason"] = rec.get("reason")
                     keep["train_err"] = (100.0 * (1 - rec["history"][-1]["train_acc"])
                                          if rec["history"] else None)
-                    tmp = path.with_suffix(".tmp")
-                    torch.save({"state_dict": model.state_dict(), "arch": r["arch"], "record": keep, "fingerprint": key,
-                                "num_classes": len(tensors["classes"])}, tmp)
-                    tmp.replace(path)
+                    save_atomically({"state_dict": model.state_dict(), "arch": r["arch"], "record": keep,
+                                     "fingerprint": key, "num_classes": len(tensors["classes"])}, path)
                     done.append({"rank": r["rank"], "arch_hash": r["arch_hash"], "file": path.name, **keep})
-        for m in done:
-            (self.layout.checkpoints(self.name) / f"finetune-{dataset}" / m["file"]).replace(out / m["file"])
+        publish(done, self.layout.checkpoints(self.name) / f"finetune-{dataset}", out)
         status = {"status": "ok", "mlflow_run_id": mlrun.info.run_id, "dataset": manifest["display_name"],
                   "models": done, "epochs": tp.epochs, "train_images": len(train.x),
                   "train_seconds": round(t.seconds, 1)}
@@ -451,22 +357,3 @@ class VggRlMethod(Method):
         from nascore.report.rl import write_vgg_rl_report
 
         return write_vgg_rl_report(self)
-
-
-def _seed_of(seed: int, tag: str) -> int:
-    """A stable per-network seed (Python's hash() is salted per process)."""
-    import zlib
-
-    return (seed * 1_000_003 + zlib.crc32(tag.encode())) % (2**31)
-
-
-def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Screening pass rate (seed 001 Fig. 8: 83%), failures and the best child."""
-    n = len(records)
-    passed = sum(r["status"] == "ok" for r in records)
-    best = max(records, key=lambda r: r["reward"]) if records else None
-    return {"children": n, "screening_passed": passed, "screening_pass_rate": round(passed / n, 4) if n else 0.0,
-            "failed": sum(r["status"] == "failed" for r in records),
-            "distinct_architectures": len({r["arch_hash"] for r in records}),
-            "best_reward": round(best["reward"], 4) if best else None,
-            "best_arch_hash": best["arch_hash"] if best else None}

@@ -179,3 +179,20 @@ def plot_rewards(children: list[dict[str, Any]], iterations: list[dict[str, Any]
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_openset(variants: dict[str, Any], path: Path) -> Path:
+    """AUROC of both open-set scores per variant (mean over splits, std as error bars)."""
+    names = [v for v, a in variants.items() if a.get("status") == "ok"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    width = 0.38
+    for k, (key, label) in enumerate((("auroc_msp", "max softmax"), ("auroc_center_distance", "center distance"))):
+        xs = [i + (k - 0.5) * width for i in range(len(names))]
+        ax.bar(xs, [variants[v][key] for v in names], width, yerr=[variants[v][f"{key}_std"] for v in names],
+               label=label, capsize=3)
+    ax.axhline(0.5, color="gray", ls="--", lw=0.8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("AUROC known vs unknown")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,4 +1,4 @@
-"""Training one sampled chain network (seed 001's children, candidates and finalists): the
+"""Training one sampled network (seed 001's chains, seed 000's block nets): the
 shared Trainer with a supervised task, optional validation and screening, and a per-network
 checkpoint; divergence comes back as a failed record instead of an exception."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -57,13 +57,15 @@ def train_network(model: nn.Module, train, *, epochs: int, lr: float, momentum: 
                   grad_clip: float, milestones: list[int], gamma: float, seed: int, ckpt_path: Path,
                   fingerprint: str, checkpoint_every_steps: int, val=None, screening: Screening | None = None,
                   autocast: torch.dtype | None = None, hooks: list[Hook] | None = None,
-                  desc: str = "train") -> dict[str, Any]:
+                  make_task: Callable[..., Any] | None = None, desc: str = "train") -> dict[str, Any]:
     """Train to the end, to screening or to divergence; returns a record (status ok / screened /
     failed with its reason) and leaves no checkpoint behind once the network is decided."""
     device = next(model.parameters()).device
     optimizer = torch.optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
-    task = SupervisedTask(model, optimizer, lr_scheduler(optimizer, epochs, milestones, gamma), epochs=epochs,
-                          aux_weight=0.0, grad_clip=grad_clip, drop_path_prob=0.0, autocast_dtype=autocast)
+    scheduler = lr_scheduler(optimizer, epochs, milestones, gamma)
+    task = (make_task(model, optimizer, scheduler) if make_task is not None else
+            SupervisedTask(model, optimizer, scheduler, epochs=epochs, aux_weight=0.0, grad_clip=grad_clip,
+                           drop_path_prob=0.0, autocast_dtype=autocast))
     ckpt = CheckpointHook(ckpt_path, fingerprint, checkpoint_every_steps, device=device)
     val_hook = [ValidationHook(model, val, epochs, screening)] if val is not None else []
     trainer = Trainer(task, train, epochs, seed=seed, hooks=[*val_hook, *(hooks or []), ckpt], desc=desc)
