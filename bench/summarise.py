@@ -30,16 +30,23 @@ def check(rows: list[dict], targets: list[dict]) -> list[str]:
             if r["bench"] != t["bench"] or r["impl"] != t["impl"] or r.get("order", t.get("order")) != t.get("order"):
                 continue
             value = r.get(t["metric"])
-            if "ratio_to" in t:
+            ratio = "ratio_to" in t or "ratio_to_order" in t
+            if ratio:  # against another variant and/or search order, same bench, device and batch
+                key = (r["bench"], r["device"], r["batch"], t.get("ratio_to_order", r.get("order")),
+                       t.get("ratio_to", r["impl"]))
                 base = next((b for b in rows if (b["bench"], b["device"], b["batch"], b.get("order"), b["impl"])
-                             == (r["bench"], r["device"], r["batch"], r.get("order"), t["ratio_to"])), None)
+                             == key), None)
                 value = None if base is None or value is None else value / base[t["metric"]]
             bound = f">= {t['min']}" if "min" in t else f"<= {t['max']}"
-            name = f"{t['bench']} {t['impl']} {t['metric']}" + (f" / {t['ratio_to']}" if "ratio_to" in t else "")
+            name = f"{t['bench']} {t['impl']} {t['metric']}"
+            if ratio:
+                name += f" / {t.get('ratio_to', t['impl'])}" + (
+                    f" order {t['ratio_to_order']}" if "ratio_to_order" in t else "")
             met = "-" if value is None else ("yes" if ("min" in t and value >= t["min"]) or
                                              ("max" in t and value <= t["max"]) else "no")
             shown = "-" if value is None else f"{value:.2f}"
-            lines.append(f"| {name} {bound} | {r['device']} | {r['batch']} | {shown} | {met} |")
+            order = f" (order {r['order']})" if r.get("order") is not None else ""
+            lines.append(f"| {name} {bound}{order} | {r['device']} | {r['batch']} | {shown} | {met} |")
     return lines
 
 

@@ -56,7 +56,13 @@ def test_summary_marks_targets_from_measured_lines(tmp_path):
              {**row, "impl": "fused_fp32", "images_per_s": 1300.0, "speedup_vs_eager_fp32": 13.0}]  # latest wins
     (d / "supernet_step.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
     md = _summarise(tmp_path)
-    assert "| supernet_step fused_fp32 speedup_vs_eager_fp32 >= 10.0 | GPU X | 64 | 13.00 | yes |" in md
-    assert "| supernet_step fused_fp32 images_per_s / compiled_fp32 >= 3.0 | GPU X | 64 | 3.25 | yes |" in md
-    assert "| supernet_step fused_fp32 peak_mem_mb_per_image <= 40.0 | GPU X | 64 | 30.00 | yes |" in md
+    assert "| supernet_step fused_fp32 speedup_vs_eager_fp32 >= 10.0 (order 1) | GPU X | 64 | 13.00 | yes |" in md
+    assert "| supernet_step fused_fp32 images_per_s / compiled_fp32 >= 3.0 (order 1) | GPU X | 64 | 3.25 | yes |" in md
+    assert "| supernet_step fused_fp32 peak_mem_mb_per_image <= 40.0 (order 1) | GPU X | 64 | 30.00 | yes |" in md
+    # second order against first order of the same variant: 390 / 1300 = 0.3 < 0.4
+    with (d / "supernet_step.json").open("a") as f:
+        f.write(json.dumps({**row, "order": 2, "impl": "fused_fp32", "images_per_s": 390.0}) + "\n")
+    md = _summarise(tmp_path)
+    assert ("| supernet_step fused_fp32 images_per_s / fused_fp32 order 1 >= 0.4 (order 2) | GPU X | 64 | 0.30 | no |"
+            in md)
     assert "900.0" not in md
