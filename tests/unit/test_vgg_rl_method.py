@@ -142,3 +142,24 @@ def test_torchrun_population_parallel_search_equals_one_process(cifar_project, t
         return [(k["child"], k["tokens"], k["reward"], k["status"]) for k in d["children"]], d["iterations"]
 
     assert read(cifar_project) == read(twin)
+
+
+def test_killed_generation_resumes_to_the_same_ranking(cifar_project, tmp_path):
+    profiles = cifar_project / "params" / "profiles.yaml"
+    set_yaml(profiles, "ci.vgg_rl.controller.warm_start", None)  # random start: distinct children
+    set_yaml(profiles, "ci.vgg_rl.generation.train.checkpoint_every_steps", 2)
+    set_yaml(profiles, "ci.vgg_rl.generation.train.epochs", 2)
+    _cli(cifar_project, "search", "--method", "vgg_rl")
+    twin = tmp_path / "twin"
+    shutil.copytree(cifar_project, twin)
+    cmd = [sys.executable, "-m", "nascore.cli", "--root", str(cifar_project), "search", "--method", "vgg_rl",
+           "--stage", "generation"]
+    killed = subprocess.run(cmd, env={**os.environ, "NASCORE_KILL_AT_STEP": "2@2"}, capture_output=True, text=True)
+    ranking = cifar_project / "runs" / "vgg_rl" / "generation" / "ranking.json"
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]  # in the second candidate
+    assert not ranking.exists()
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    _cli(twin, "search", "--method", "vgg_rl", "--stage", "generation")
+    read = lambda r: [(x["arch_hash"], x["val_acc"], x["rank"]) for x in  # noqa: E731
+                      json.loads((r / "runs" / "vgg_rl" / "generation" / "ranking.json").read_text())["ranking"]]
+    assert read(cifar_project) == read(twin) and len(read(twin)) == 2
