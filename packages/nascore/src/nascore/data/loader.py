@@ -18,14 +18,19 @@ def step_seed(seed: int, epoch: int, step: int) -> int:
 
 
 class TensorBatches:
-    """Batches of (augmented float images, labels); the epoch's order depends on (seed, epoch)."""
+    """Batches of (augmented float images, labels); the epoch's order depends on (seed, epoch).
+    Under data parallelism (`world` > 1) a batch is the global batch and each rank gets every
+    world-th image of it, so the processes together see what one process would."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, transform: Transform,
-                 *, shuffle: bool, seed: int, drop_last: bool = False) -> None:
+                 *, shuffle: bool, seed: int, drop_last: bool = False, rank: int = 0, world: int = 1) -> None:
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
+        if world > 1 and batch_size < world:
+            raise ValueError(f"batch size {batch_size} < {world} processes: every process needs images")
         self.x, self.y, self.batch_size, self.transform = x, y, batch_size, transform
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.rank, self.world = rank, world  # data-parallel: each process takes its share of every batch
 
     def __len__(self) -> int:
         n = len(self.x)
@@ -36,7 +41,7 @@ class TensorBatches:
             step_seed(self.seed, epoch, -1))) if self.shuffle else torch.arange(len(self.x)))
         order = order.to(self.x.device)
         for b in range(start, len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size][self.rank::self.world]
             gen = torch.Generator(device=self.x.device).manual_seed(step_seed(self.seed, epoch, b))
             yield self.transform(self.x[idx], gen), self.y[idx]
 

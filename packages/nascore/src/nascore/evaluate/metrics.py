@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 
 @torch.no_grad()
 def topk_errors(model: nn.Module, batches, ks: tuple[int, ...] = (1, 5),
-                channels_last: bool = False) -> dict[str, float]:
+                channels_last: bool = False, data_parallel: bool = False) -> dict[str, float]:
     """Top-k error rates in percent over all batches of epoch 0 of `batches`."""
     was = model.training
     model.eval()
@@ -24,4 +25,9 @@ def topk_errors(model: nn.Module, batches, ks: tuple[int, ...] = (1, 5),
             correct[k] = correct[k] + hits[:, :k].any(dim=1).sum()
         n += len(y)
     model.train(was)
+    if data_parallel:  # each process scored its share of the images: sum the counts
+        counts = torch.tensor([float(correct[k]) for k in ks] + [float(n)], dtype=torch.float64)
+        counts = counts.to(next(model.parameters()).device)
+        dist.all_reduce(counts)
+        correct, n = dict(zip(ks, counts[:-1].tolist())), int(counts[-1])
     return {f"top{k}_err": 100.0 * (1.0 - float(correct[k]) / max(n, 1)) for k in ks}

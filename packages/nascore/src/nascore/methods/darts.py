@@ -23,7 +23,7 @@ from nascore.layout import read_json, write_json
 from nascore.methods.base import METHODS, Method, Timer, genotype_tags
 from nascore.models import create_model
 from nascore.ops import MIXED_OPS, OPS
-from nascore.runtime import autocast_dtype, hardware, setup
+from nascore.runtime import autocast_dtype, hardware, init_distributed, setup
 from nascore.spaces.darts import CellSpace
 from nascore.strategies.darts import DifferentiableSearch
 from nascore.strategies.regularisers import edge_entropy
@@ -302,18 +302,25 @@ class DartsMethod(Method):
         except NotRun as e:
             return self.not_run(str(e), out / "status.json")
         device = setup(run)
+        rank, world = init_distributed()  # under torchrun: data-parallel (DDP), each rank a share of every batch
+        ddp = world > 1
         mean, std = ((self.params.data.cifar.mean, self.params.data.cifar.std) if family == "cifar"
                      else (self.params.data.imagenet.mean, self.params.data.imagenet.std))
         crop = 32 if family == "cifar" else self.params.data.imagenet.crop_size
         x = tensors["train_x32"] if tp.augment == "darts" else tensors["train_x"]
         aug = make_transform(tp.augment, mean=mean, std=std, crop_size=crop, cutout_length=tp.cutout_length)
         batches = TensorBatches(x.to(device), tensors["train_y"].to(device), tp.batch_size, aug,
-                                shuffle=True, seed=run.seed)
+                                shuffle=True, seed=run.seed, drop_last=ddp, rank=rank, world=world)
         num_classes = len(tensors["classes"])
-        model = self.build_network(genotype, family, num_classes, tp).to(device)
+        net = self.build_network(genotype, family, num_classes, tp).to(device)
         channels_last = run.channels_last and device.type == "cuda"
         if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            net = net.to(memory_format=torch.channels_last)
+        model = net
+        if ddp:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         optimizer = torch.optim.SGD(model.parameters(), tp.lr, momentum=tp.momentum,
                                     weight_decay=tp.weight_decay)
         scheduler = _scheduler(optimizer, tp)
@@ -322,13 +329,16 @@ class DartsMethod(Method):
                               label_smoothing=tp.label_smoothing, autocast_dtype=autocast_dtype(run, device),
                               channels_last=channels_last)
         ckpt = CheckpointHook(self.layout.checkpoints(self.name) / f"finetune-{dataset}.pt",
-                              self.params.fingerprint("finetune") + genotype.canonical_hash(),
-                              tp.checkpoint_every_steps, device=device)
+                              self.params.fingerprint("finetune") + genotype.canonical_hash() + f"x{world}",
+                              tp.checkpoint_every_steps, device=device, data_parallel=ddp)
         prior = ckpt.peek_extra()
-        trainer = Trainer(task, batches, tp.epochs, seed=run.seed, hooks=[ErrHook(), MLflowHook(), ckpt],
-                          desc=f"finetune {dataset}")
-        params_m = count_params(model) / 1e6
-        macs_m = count_macs(model, (3, crop, crop)) / 1e6
+        trainer = Trainer(task, batches, tp.epochs, seed=run.seed, data_parallel=ddp, desc=f"finetune {dataset}",
+                          hooks=[ErrHook(), *([MLflowHook()] if rank == 0 else []), ckpt])
+        if rank != 0:  # a DDP worker: trains its share, rank 0 logs and writes
+            trainer.run()
+            return {"status": "ok", "worker": rank}
+        params_m = count_params(net) / 1e6
+        macs_m = count_macs(net, (3, crop, crop)) / 1e6
         with start_run(self.name, f"finetune-{dataset}", run_id=prior.get("mlflow_run_id"),
                        params={"profile": self.params.profile, "train": to_dict(tp), "seed": run.seed},
                        tags={**genotype_tags(genotype, stage="finetune", dataset=manifest["display_name"],
@@ -341,11 +351,12 @@ class DartsMethod(Method):
             mlflow.log_metrics({"params_m": params_m, "macs_m": macs_m})
             with Timer() as t:
                 history = trainer.run()
-        torch.save({"state_dict": model.state_dict(), "genotype": genotype.to_json(), "family": family,
+        torch.save({"state_dict": net.state_dict(), "genotype": genotype.to_json(), "family": family,
                     "num_classes": num_classes, "train": to_dict(tp)}, out / "model.pt")
         status = {"status": "ok", "mlflow_run_id": mlrun.info.run_id, "genotype_hash": genotype.canonical_hash(),
                   "dataset": manifest["display_name"], "epochs": tp.epochs, "train_seconds": round(t.seconds, 1),
-                  "train_err": round(history[-1]["train_err"], 4), "train_images": len(batches.x)}
+                  "train_err": round(history[-1]["train_err"], 4), "train_images": len(batches.x),
+                  "processes": world}
         write_json(out / "status.json", status)
         return status
 
@@ -358,6 +369,7 @@ class DartsMethod(Method):
         configure(run.tracking_uri)
         family, tp = self._train_params(dataset)
         device = setup(run)
+        rank, world = init_distributed()  # under torchrun: each rank scores a share of the test set
         tensors, manifest = load_prepared(self.layout.prepared(dataset))
         saved = torch.load(self.layout.finetune_dir(self.name, dataset) / "model.pt", map_location=device,
                            weights_only=False)
@@ -368,8 +380,10 @@ class DartsMethod(Method):
                      else (self.params.data.imagenet.mean, self.params.data.imagenet.std))
         test = TensorBatches(tensors["test_x"].to(device), tensors["test_y"].to(device),
                              self.p.evaluate.batch_size, make_transform("none", mean=mean, std=std),
-                             shuffle=False, seed=0)
-        errs = topk_errors(model, test, ks=(1, 5))
+                             shuffle=False, seed=0, rank=rank, world=world)
+        errs = topk_errors(model, test, ks=(1, 5), data_parallel=world > 1)
+        if rank != 0:
+            return {"status": "ok", "worker": rank}
         side = tensors["test_x"].shape[-1]
         metrics = {"status": "ok", "dataset": manifest["display_name"], "top1_err": round(errs["top1_err"], 4),
                    "top5_err": round(errs["top5_err"], 4), "params_m": round(count_params(model) / 1e6, 4),

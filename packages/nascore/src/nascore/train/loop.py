@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from nascore.data.loader import step_seed
@@ -44,8 +45,9 @@ class Trainer:
     """Runs `task` over `batches` for `epochs`, with hooks around it."""
 
     def __init__(self, task: Task, batches: Any, epochs: int, *, seed: int,
-                 hooks: list[Hook] | None = None, desc: str = "train") -> None:
+                 hooks: list[Hook] | None = None, desc: str = "train", data_parallel: bool = False) -> None:
         self.task, self.batches, self.epochs, self.seed = task, batches, epochs, seed
+        self.data_parallel = data_parallel  # DDP: epoch sums are reduced over the processes
         self.hooks = hooks or []
         self.desc = desc
         self.epoch = 0          # epochs completed
@@ -92,6 +94,9 @@ class Trainer:
         return self.history
 
     def _epoch_metrics(self) -> dict[str, float]:
+        if self.data_parallel:  # sums over every process
+            for k in sorted(self.sums):
+                dist.all_reduce(self.sums[k])
         n = float(self.sums.pop("n", torch.tensor(1.0)))
         metrics = {"epoch": self.epoch + 1}
         for k, v in self.sums.items():
@@ -107,7 +112,9 @@ class CheckpointHook(Hook):
     from it if its fingerprint (the params that shape the run) matches."""
 
     def __init__(self, path: Path, fingerprint: str, every_steps: int = 0,
-                 extra: dict | None = None, device: torch.device | str = "cpu") -> None:
+                 extra: dict | None = None, device: torch.device | str = "cpu",
+                 data_parallel: bool = False) -> None:
+        self.data_parallel = data_parallel  # DDP: every process holds the same state, rank 0 writes it
         self.path, self.fingerprint, self.every_steps = Path(path), fingerprint, every_steps
         self.device = torch.device(device)
         self.extra = extra if extra is not None else {}
@@ -139,6 +146,8 @@ class CheckpointHook(Hook):
               f"step {trainer.step_in_epoch}", file=sys.stderr)
 
     def save(self, trainer: Trainer) -> None:
+        if self.data_parallel and dist.get_rank() != 0:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         torch.save({"fingerprint": self.fingerprint, "trainer": trainer.state_dict(),
@@ -156,6 +165,10 @@ class CheckpointHook(Hook):
     def after_train(self, trainer: Trainer) -> None:
         # The stage's outputs are the durable result; a checkpoint left behind would let a
         # later rerun (e.g. after a code change) "resume" a finished run with stale weights.
+        if self.data_parallel:
+            dist.barrier()  # nobody may still be reading it
+            if dist.get_rank() != 0:
+                return
         self.path.unlink(missing_ok=True)
 
 

@@ -20,7 +20,8 @@ class SupervisedTask:
 
     def new_epoch(self, epoch: int) -> None:
         self.scheduler.step(epoch)
-        self.model.drop_path_prob = self.drop_path_prob * epoch / self.epochs
+        net = getattr(self.model, "module", self.model)  # the network inside a DDP wrapper
+        net.drop_path_prob = self.drop_path_prob * epoch / self.epochs
         self.model.train()
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
