@@ -156,8 +156,11 @@ class ControllerMethod(Method):
                 if "warm_start" not in prior:  # a fresh search (a resumed one restores the controller)
                     ws = {"steps": 0, "prob": None}
                     if start_ids is not None:
-                        ws = (warm_start(policy, start_ids, **to_dict(c.warm_start)) if c.warm_start else
-                              {"steps": 0, "prob": float(policy.score(torch.tensor([start_ids])).log_prob.exp().detach())})
+                        if c.warm_start:
+                            ws = warm_start(policy, start_ids, **to_dict(c.warm_start))
+                        else:  # random start: how likely the start architecture is anyway
+                            with torch.no_grad():
+                                ws = {"steps": 0, "prob": float(policy.score(torch.tensor([start_ids])).log_prob.exp())}
                         mlflow.log_metrics({"warm_start_prob": ws["prob"], "warm_start_steps": ws["steps"]})
                     searcher.extra["warm_start"] = ws
                 records = searcher.run(evaluate_child, on_iteration=on_iteration, on_child=on_child)
