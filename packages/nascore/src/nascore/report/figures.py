@@ -175,7 +175,8 @@ def plot_rewards(children: list[dict[str, Any]], iterations: list[dict[str, Any]
         if all("baseline" in e for e in iterations):
             ax.plot(it, [e["baseline"] for e in iterations], color="gray", ls="--", label="baseline")
     ax.set_xlabel("controller iteration")
-    ax.set_ylabel("reward (validation accuracy)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylabel("reward")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
