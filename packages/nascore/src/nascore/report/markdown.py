@@ -185,7 +185,7 @@ def _ours_row(r: dict[str, Any], search: dict[str, Any], top5: bool = False) -> 
 
 
 def _gpu_days(v: float | None) -> str:
-    return "not given" if v is None else f"{v:.1f} GPU-days"
+    return "not given" if v is None else f"{v:g} GPU-days"
 
 
 def _paper_note(paper: dict[str, Any], section: str) -> list[str]:
