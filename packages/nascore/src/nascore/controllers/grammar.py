@@ -65,8 +65,16 @@ class TokenGrammar:
             raise GrammarError(f"need {self.length} tokens, got {len(ids)}")
 
     def mask(self, prefixes: torch.Tensor) -> torch.Tensor:
-        """Bool [n, |vocab|]: legal next tokens for each row of `prefixes` [n, t]."""
-        out = torch.zeros(len(prefixes), len(self.vocab), dtype=torch.bool)
-        for i, row in enumerate(prefixes.tolist()):
-            out[i, list(self.legal(row))] = True
-        return out
+        """Bool [n, |vocab|]: legal next tokens for each row of `prefixes` [n, t]. Rows are
+        cached per prefix: a policy asks for the same prefixes at every sample and score."""
+        cache = self.__dict__.setdefault("_mask_rows", {})
+        rows = []
+        for row in prefixes.tolist():
+            m = cache.get(tuple(row))
+            if m is None:
+                m = torch.zeros(len(self.vocab), dtype=torch.bool)
+                m[list(self.legal(row))] = True
+                if len(cache) < 200_000:
+                    cache[tuple(row)] = m
+            rows.append(m)
+        return torch.stack(rows) if rows else torch.zeros(0, len(self.vocab), dtype=torch.bool)

@@ -46,26 +46,12 @@ class LSTMPolicy(nn.Module):
         self.lstm = nn.LSTM(hidden, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, V)
         self.start = V
-        # masks depend only on the prefix; cache them for the sequences we score repeatedly
-        self._mask_cache: dict[tuple[int, ...], torch.Tensor] = {}
 
     def _logits(self, out: torch.Tensor) -> torch.Tensor:
         logits = self.head(out) / self.temperature
         if self.tanh_constant is not None:  # ENAS: keeps early logits from saturating
             logits = self.tanh_constant * torch.tanh(logits)
         return logits
-
-    def _masks(self, prefixes: torch.Tensor) -> torch.Tensor:
-        rows = []
-        for row in prefixes.tolist():
-            key = tuple(row)
-            m = self._mask_cache.get(key)
-            if m is None:
-                m = self.grammar.mask(torch.tensor([row], dtype=torch.long).reshape(1, -1))[0]
-                if len(self._mask_cache) < 200_000:
-                    self._mask_cache[key] = m
-            rows.append(m)
-        return torch.stack(rows).to(self.head.weight.device)
 
     def _step_inputs(self, prev: torch.Tensor, t: int) -> torch.Tensor:
         slot = torch.full_like(prev, self.grammar.slot(t))
@@ -83,7 +69,7 @@ class LSTMPolicy(nn.Module):
         for t in range(T):
             out, state = self.lstm(self._step_inputs(prev, t), state)
             logits = self._logits(out[:, 0])
-            mask = self._masks(tokens[:, :t].cpu())
+            mask = self.grammar.mask(tokens[:, :t].cpu()).to(device)
             logits = logits.masked_fill(~mask, float("-inf"))
             log_p = F.log_softmax(logits, dim=-1)
             p = log_p.exp()

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from nascore.config import ParamsError
 from nascore.genotype import Genotype
 from nascore.layout import Layout, read_json, write_json
 from nascore.params import Params
@@ -27,9 +28,15 @@ class Method:
         self.params, self.layout = params, Layout(root)
         self.p = params.method
 
+    search_stages: tuple[str, ...] = ("search",)  # DVC stages of the search; later ones read earlier ones
+
     # stages, each writing its outputs and metrics; implemented by subclasses
     def search(self, stage: str = "search") -> dict[str, Any]:
         raise NotImplementedError
+
+    def check_stage(self, stage: str) -> None:
+        if stage not in self.search_stages:
+            raise ParamsError(f"{self.name} has no search stage {stage!r}; allowed: {', '.join(self.search_stages)}")
 
     def finetune(self, dataset: str) -> dict[str, Any]:
         raise NotImplementedError

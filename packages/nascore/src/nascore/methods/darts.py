@@ -180,16 +180,10 @@ class DartsMethod(Method):
         return False
 
     # -- stages --------------------------------------------------------------------------------
-    search_stages: tuple[str, ...] = ("search",)  # DVC stages of the search; later ones read earlier ones
-
     def search(self, stage: str = "search") -> dict[str, Any]:
         self.check_stage(stage)
         return self.run_search(stage, lambda n, _train: self.build_supernet(n), self.layout.search_dir(self.name),
                                f"{self.name}-search", epochs=self.p.search.epochs)
-
-    def check_stage(self, stage: str) -> None:
-        if stage not in self.search_stages:
-            raise ParamsError(f"{self.name} has no search stage {stage!r}; allowed: {', '.join(self.search_stages)}")
 
     def run_search(self, stage: str, build: Callable[[int, TensorBatches], torch.nn.Module], out: Path,
                    metrics_name: str, *, epochs: int, fingerprint_extra: str = "",

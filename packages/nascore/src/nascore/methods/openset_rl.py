@@ -130,7 +130,6 @@ def _select(x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> tuple[torch
 class OpensetRlMethod(ControllerMethod):
     name = "openset_rl"
     params_cls = OpensetRlParams
-    search_stages = ("search",)
 
     def grammar(self) -> BlockGrammar:
         s = self.p.space
@@ -168,8 +167,7 @@ class OpensetRlMethod(ControllerMethod):
 
     # -- search ----------------------------------------------------------------------------------
     def search(self, stage: str = "search") -> dict[str, Any]:
-        if stage not in self.search_stages:
-            raise ParamsError(f"{self.name} has no search stage {stage!r}; allowed: {', '.join(self.search_stages)}")
+        self.check_stage(stage)
         p, run = self.p.search, self.params.run
         out, metrics_path = self.layout.search_dir(self.name), self.layout.metrics(f"{self.name}-search")
         configure(run.tracking_uri)

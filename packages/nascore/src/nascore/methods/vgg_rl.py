@@ -141,8 +141,7 @@ class VggRlMethod(ControllerMethod):
 
     # -- stages ----------------------------------------------------------------------------------
     def search(self, stage: str = "search") -> dict[str, Any]:
-        if stage not in self.search_stages:
-            raise ParamsError(f"{self.name} has no search stage {stage!r}; allowed: {', '.join(self.search_stages)}")
+        self.check_stage(stage)
         return self.controller_search() if stage == "search" else self.generation()
 
     def controller_search(self) -> dict[str, Any]:

@@ -65,18 +65,16 @@ class BlockGrammar(TokenGrammar):
         self._no_skip = self.ops.index(NO_SKIP) if NO_SKIP in self.ops else -1
         # per position: (block, layer, candidate or -1 for the op token, position of the layer's op)
         self.table: list[tuple[int, int, int, int]] = []
+        self._op_at: dict[tuple[int, int], int] = {}  # (block, layer) -> position of its op token
         for b in range(1 if shared else blocks):
             for i in range(layers):
-                op_pos = len(self.table)
+                op_pos = self._op_at[b, i] = len(self.table)
                 self.table.append((b, i, -1, op_pos))
                 self.table += [(b, i, c, op_pos) for c in range(i + 1)]
 
     @property
     def length(self) -> int:
         return len(self.table)
-
-    def _op_pos(self, b: int, i: int) -> int:
-        return next(t for t, (bb, ii, c, _) in enumerate(self.table) if bb == b and ii == i and c == -1)
 
     def legal(self, prefix):
         t = len(prefix)
@@ -86,7 +84,7 @@ class BlockGrammar(TokenGrammar):
         if prefix[op_pos] == self._no_skip:
             return self._no
         if cand < i:  # an earlier layer of this block: not readable if it is no_skip
-            return self._no if prefix[self._op_pos(b, cand)] == self._no_skip else self._yes_no
+            return self._no if prefix[self._op_at[b, cand]] == self._no_skip else self._yes_no
         chosen = any(prefix[p] == self._yes[0] for p in range(op_pos + 1, t))
         return self._yes_no if chosen else self._yes  # the block input, last: at least one input
 
@@ -98,7 +96,7 @@ class BlockGrammar(TokenGrammar):
         for b in range(1 if self.shared else self.blocks):
             layers = []
             for i in range(self.layers):
-                op_pos = self._op_pos(b, i)
+                op_pos = self._op_at[b, i]
                 inputs = tuple(c for c in range(i + 1) if names[op_pos + 1 + c] == YES)
                 layers.append((names[op_pos], inputs))
             blocks.append(tuple(layers))
