@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports" / "bench"
 
@@ -81,3 +82,27 @@ def emit(rows: list[dict], bench: str, device: torch.device, save: bool) -> None
             REPORTS.mkdir(parents=True, exist_ok=True)
             with (REPORTS / f"{bench}.json").open("a") as f:
                 f.write(line + "\n")
+
+
+def original_darts_step(strategy, batch) -> dict:
+    """One search step as the original train_search.py takes it, on a DifferentiableSearch's model and
+    optimisers: the same updates as `strategy.step`, but every backward computes all gradients (the
+    alpha step also every weight gradient, the weight step every alpha gradient) and half are discarded.
+    The baselines of supernet_step.py run this; nascore's step computes only what each optimiser uses."""
+    (xt, yt), (xv, yv) = batch
+    model, s = strategy.model, strategy
+    s.a_optim.zero_grad(set_to_none=True)
+    if s.order == 1:
+        with s._autocast():
+            loss = F.cross_entropy(model(xv), yv)
+        loss.backward()
+    else:
+        s._unrolled_backward(xt, yt, xv, yv)
+    s.a_optim.step()
+    s.w_optim.zero_grad(set_to_none=True)
+    with s._autocast():
+        loss = F.cross_entropy(model(xt), yt)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.weight_parameters(), s.grad_clip)
+    s.w_optim.step()
+    return {"loss": loss.detach()}

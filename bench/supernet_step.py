@@ -2,9 +2,10 @@
 of the 8-cell, C=16, 8-op supernet, for each variant side by side in one run. Prints one JSON line
 per variant and appends it to reports/bench/supernet_step.json (CUDA only).
 
-Variants: the plain-loop mixed op as the original DARTS code runs it (eager fp32, the baseline
-of `speedup_vs_eager_fp32`), the same loop in bf16 + channels_last and under torch.compile, and
-the fused mixed op in fp32 and in bf16 + channels_last.
+Variants: the plain-loop mixed op stepped as the original DARTS code steps it (full backward passes;
+eager fp32 is the baseline of `speedup_vs_eager_fp32`), the same in bf16 + channels_last and under
+torch.compile, and nascore's step (each backward computes only what its optimiser uses) with the
+fused mixed op in fp32 and in bf16 + channels_last.
 
   python bench/supernet_step.py                          # CUDA: batch 64 and 256, first order
   python bench/supernet_step.py --order 2                # second-order step
@@ -19,21 +20,22 @@ import time
 
 import torch
 
-from _common import device_name, emit, get_device, parser, time_steps
+from _common import device_name, emit, get_device, original_darts_step, parser, time_steps
 from nascore.strategies.darts import DifferentiableSearch
 from nascore.supernets import DartsSupernet
 
-VARIANTS = {  # name: (mixed op, autocast dtype, channels_last, compile the supernet's forward)
-    "eager_fp32": ("reference", None, False, False),
-    "eager_bf16_cl": ("reference", torch.bfloat16, True, False),
-    "compiled_fp32": ("reference", None, False, True),
-    "fused_fp32": ("fused", None, False, False),
-    "fused_bf16_cl": ("fused", torch.bfloat16, True, False),
+VARIANTS = {  # name: (mixed op, autocast dtype, channels_last, compile the supernet's forward, original step)
+    "eager_fp32": ("reference", None, False, False, True),
+    "eager_bf16_cl": ("reference", torch.bfloat16, True, False, True),
+    "compiled_fp32": ("reference", None, False, True, True),
+    "loop_fp32": ("reference", None, False, False, False),  # nascore's step, plain loop: the step's share
+    "fused_fp32": ("fused", None, False, False, False),
+    "fused_bf16_cl": ("fused", torch.bfloat16, True, False, False),
 }
 
 
 def measure(variant: str, args, device: torch.device) -> dict:
-    impl, dtype, cl, compiled = VARIANTS[variant]
+    impl, dtype, cl, compiled, original = VARIANTS[variant]
     torch.manual_seed(0)
     model = DartsSupernet(args.C, 10, args.layers, mixed_op=impl).to(device)
     if cl:
@@ -47,17 +49,18 @@ def measure(variant: str, args, device: torch.device) -> dict:
     fmt = torch.channels_last if cl else torch.contiguous_format
     batch = tuple((torch.randn(args.batch, 3, 32, 32, generator=g).to(device, memory_format=fmt),
                    torch.randint(0, 10, (args.batch,), generator=g).to(device)) for _ in range(2))
+    step = (lambda: original_darts_step(strategy, batch)) if original else (lambda: strategy.step(batch))
     compile_s = None
     if compiled:
         t0 = time.perf_counter()
-        strategy.step(batch)
+        step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         compile_s = round(time.perf_counter() - t0, 1)
-    step_s, peak = time_steps(lambda: strategy.step(batch), device, warmup=args.warmup, steps=args.steps,
+    step_s, peak = time_steps(step, device, warmup=args.warmup, steps=args.steps,
                               runs=args.runs)
     return {"bench": "supernet_step", "device": device_name(device), "impl": variant, "mixed_op": impl,
-            "batch": args.batch, "order": args.order, "layers": args.layers, "C": args.C,
+            "batch": args.batch, "order": args.order, "step": "original" if original else "nascore", "layers": args.layers, "C": args.C,
             "step_s": round(step_s, 5), "images_per_s": round(args.batch / step_s, 1),
             "peak_mem_mb_per_image": None if peak is None else round(peak / args.batch, 2),
             "compile_s": compile_s, "runs": args.runs, "steps_per_run": args.steps, "torch": torch.__version__}

@@ -11,7 +11,7 @@ from conftest import REPO
 FIELDS = {"bench", "device", "impl", "batch", "images_per_s", "peak_mem_mb_per_image", "speedup_vs_eager_fp32"}
 SMOKE = {
     "supernet_step.py": ["--batch", "4", "--layers", "3", "--C", "4", "--warmup", "1", "--steps", "1", "--runs", "1",
-                         "--variants", "eager_fp32", "eager_bf16_cl", "fused_fp32", "fused_bf16_cl"],
+                         "--variants", "eager_fp32", "eager_bf16_cl", "loop_fp32", "fused_fp32", "fused_bf16_cl"],
     "derived_train.py": ["--batch", "4", "--layers", "3", "--C", "8", "--warmup", "1", "--steps", "1", "--runs", "1",
                          "--variants", "eager_fp32", "bf16_cl"],
     "data_pipeline.py": ["--images", "200", "--batch", "50", "--runs", "1"],

@@ -78,3 +78,48 @@ def test_second_order_differs_from_first_order():
     s._arch_loss(xv, yv).backward()
     first = [a.grad for a in model.arch_parameters()]
     assert any(not torch.allclose(f, g) for f, g in zip(first, second))
+
+
+def _plain_first_order_step(model, s, batch):
+    """Alg. 1 as the original code runs it: full backward passes, half of each discarded."""
+    (xt, yt), (xv, yv) = batch
+    s.a_optim.zero_grad(set_to_none=True)
+    F.cross_entropy(model(xv), yv).backward()
+    s.a_optim.step()
+    s.w_optim.zero_grad(set_to_none=True)
+    F.cross_entropy(model(xt), yt).backward()
+    torch.nn.utils.clip_grad_norm_(model.weight_parameters(), s.grad_clip)
+    s.w_optim.step()
+
+
+@pytest.mark.parametrize("mixed_op", ["reference", "fused"])
+def test_pruned_backward_step_equals_full_backward_step(mixed_op):
+    def build():
+        torch.manual_seed(0)
+        model = DartsSupernet(C=4, num_classes=3, layers=3, mixed_op=mixed_op)
+        s = DifferentiableSearch(model, lr=0.05, lr_min=0.05, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+                                 epochs=1, arch_lr=3e-3, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3, order=1)
+        return model, s
+
+    g = torch.Generator().manual_seed(1)
+    batches = [((torch.randn(6, 3, 8, 8, generator=g), torch.randint(0, 3, (6,), generator=g)),
+                (torch.randn(6, 3, 8, 8, generator=g), torch.randint(0, 3, (6,), generator=g))) for _ in range(3)]
+    ours, s_ours = build()
+    plain, s_plain = build()
+    for b in batches:
+        s_ours.step(b)
+        _plain_first_order_step(plain, s_plain, b)
+    for (name, p), q in zip(ours.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_each_backward_computes_only_what_its_optimiser_uses():
+    model, s, (train, val) = _strategy(1)
+    conv = next(p for n, p in model.named_weight_parameters() if p.dim() == 4)
+    alpha = model.arch_parameters()[0]
+    seen = {"conv": 0, "alpha": 0}
+    conv.register_hook(lambda g: seen.__setitem__("conv", seen["conv"] + 1))
+    alpha.register_hook(lambda g: seen.__setitem__("alpha", seen["alpha"] + 1))
+    s.step((train, val))
+    # one alpha gradient (alpha step) and one conv weight gradient (weight step), not two of each
+    assert seen == {"conv": 1, "alpha": 1}

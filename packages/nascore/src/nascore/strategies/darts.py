@@ -69,9 +69,12 @@ class DifferentiableSearch:
         if self.one_level:
             return self._one_level_step(*batch)
         (x_train, y_train), (x_val, y_val) = batch
+        # Each backward computes only the gradients its optimiser uses: the alpha step skips every
+        # conv weight gradient, the weight step every alpha gradient (the original code computes
+        # both each time and discards half).
         self.a_optim.zero_grad(set_to_none=True)
         if self.order == 1:
-            self._arch_loss(x_val, y_val).backward()
+            self._arch_loss(x_val, y_val).backward(inputs=self.model.arch_parameters())
         else:
             self._unrolled_backward(x_train, y_train, x_val, y_val)
         self.a_optim.step()
@@ -80,7 +83,7 @@ class DifferentiableSearch:
         with self._autocast():
             logits = self.model(x_train)
             loss = F.cross_entropy(logits, y_train)
-        loss.backward()
+        loss.backward(inputs=self.model.weight_parameters())
         nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.grad_clip)
         self.w_optim.step()
         return _step_metrics(loss, logits, y_train)
