@@ -7,6 +7,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -68,6 +69,21 @@ def time_steps(step: Callable[[], None], device: torch.device, *, warmup: int, s
             times.append((time.perf_counter() - t0) / steps)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
     return statistics.median(times), peak
+
+
+def measure_all(measure: Callable[[str], dict], variants: list[str], bench: str) -> list[dict]:
+    """measure(variant) for every variant; one that fails (e.g. a compile error on this GPU) is reported
+    on stderr as a JSON line with its error and the others still run: GPU time is scarce."""
+    rows = []
+    for v in variants:
+        try:
+            rows.append(measure(v))
+        except Exception as e:  # noqa: BLE001 (any failure of one variant)
+            print(json.dumps({"bench": bench, "impl": v, "error": f"{type(e).__name__}: {e}"[:2000]}),
+                  file=sys.stderr, flush=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return rows
 
 
 def emit(rows: list[dict], bench: str, device: torch.device, save: bool) -> None:

@@ -10,16 +10,18 @@ from __future__ import annotations
 import time
 
 import torch
+from timm.scheduler import CosineLRScheduler
 
-from _common import device_name, emit, get_device, parser, time_steps
+from _common import device_name, emit, get_device, measure_all, parser, time_steps
 from nascore.genotype import load_genotype
 from nascore.models import create_model
 from nascore.train.tasks import SupervisedTask
 
-VARIANTS = {  # name: (autocast dtype, channels_last, torch.compile)
+VARIANTS = {  # name: (autocast dtype, channels_last, torch.compile: False / True / a mode)
     "eager_fp32": (None, False, False),
     "bf16_cl": (torch.bfloat16, True, False),
-    "bf16_cl_compiled": (torch.bfloat16, True, True),
+    "bf16_cl_compiled": (torch.bfloat16, True, True),  # run.compile: on (as the fine-tuning stage does it)
+    "bf16_cl_cudagraphs": (torch.bfloat16, True, "reduce-overhead"),  # run.compile_mode: reduce-overhead
 }
 
 
@@ -31,13 +33,13 @@ def measure(variant: str, args, device: torch.device) -> dict:
     if cl:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    task = SupervisedTask(model, opt, sched, epochs=1, aux_weight=0.4, grad_clip=5.0, drop_path_prob=0.2,
+    sched = CosineLRScheduler(opt, t_initial=2, lr_min=0.0, t_in_epochs=True)  # as the fine-tuning stage
+    task = SupervisedTask(model, opt, sched, epochs=2, aux_weight=0.4, grad_clip=5.0, drop_path_prob=0.2,
                           autocast_dtype=dtype, channels_last=cl)
-    task.new_epoch(0)
+    task.new_epoch(1)  # mid-training: drop-path on (p = 0.1), as in most of train.py's epochs
     compile_s = None
-    if compiled:
-        task.model = model = torch.compile(model)
+    if compiled:  # in place, as nascore.runtime.compile_network does in the fine-tuning stage
+        model.compile(mode=None if compiled is True else compiled)
     g = torch.Generator(device="cpu").manual_seed(1)
     batch = (torch.randn(args.batch, 3, 32, 32, generator=g).to(device),
              torch.randint(0, 10, (args.batch,), generator=g).to(device))
@@ -62,7 +64,8 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args()
     device = get_device(args.device)
-    emit([measure(v, args, device) for v in args.variants], "derived_train", device, not args.no_save)
+    emit(measure_all(lambda v: measure(v, args, device), args.variants, "derived_train"), "derived_train", device,
+         not args.no_save)
 
 
 if __name__ == "__main__":

@@ -20,17 +20,19 @@ import time
 
 import torch
 
-from _common import device_name, emit, get_device, original_darts_step, parser, time_steps
+from _common import device_name, emit, get_device, measure_all, original_darts_step, parser, time_steps
 from nascore.strategies.darts import DifferentiableSearch
 from nascore.supernets import DartsSupernet
 
-VARIANTS = {  # name: (mixed op, autocast dtype, channels_last, compile the supernet's forward, original step)
+VARIANTS = {  # name: (mixed op, autocast dtype, channels_last, compile (False / True / a mode), original step)
     "eager_fp32": ("reference", None, False, False, True),
     "eager_bf16_cl": ("reference", torch.bfloat16, True, False, True),
     "compiled_fp32": ("reference", None, False, True, True),
     "loop_fp32": ("reference", None, False, False, False),  # nascore's step, plain loop: the step's share
     "fused_fp32": ("fused", None, False, False, False),
     "fused_bf16_cl": ("fused", torch.bfloat16, True, False, False),
+    # the forward compiled with mode reduce-overhead: replayed as CUDA graphs (static shapes)
+    "fused_bf16_cl_cudagraphs": ("fused", torch.bfloat16, True, "reduce-overhead", False),
 }
 
 
@@ -41,7 +43,7 @@ def measure(variant: str, args, device: torch.device) -> dict:
     if cl:
         model = model.to(memory_format=torch.channels_last)
     if compiled:  # the module keeps its attributes (alphas, genotype); only forward is compiled
-        model.forward = torch.compile(model.forward)
+        model.forward = torch.compile(model.forward, mode=None if compiled is True else compiled)
     strategy = DifferentiableSearch(model, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
                                     epochs=1, arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
                                     order=args.order, autocast_dtype=dtype)
@@ -77,7 +79,8 @@ def main() -> None:
     device = get_device(args.device)
     for b in args.batch:
         args.batch = b
-        emit([measure(v, args, device) for v in args.variants], "supernet_step", device, not args.no_save)
+        emit(measure_all(lambda v: measure(v, args, device), args.variants, "supernet_step"), "supernet_step",
+             device, not args.no_save)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,21 @@ def test_summary_marks_targets_from_measured_lines(tmp_path):
     assert ("| supernet_step fused_fp32 images_per_s / fused_fp32 order 1 >= 0.4 (order 2) | GPU X | 64 | 0.30 | no |"
             in md)
     assert "900.0" not in md
+
+
+def test_a_failing_variant_is_reported_and_the_others_still_run(capsys):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from _common import measure_all
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+
+    def measure(variant):
+        if variant == "broken":
+            raise RuntimeError("no kernel image for this device")
+        return {"impl": variant}
+
+    rows = measure_all(measure, ["a", "broken", "b"], "supernet_step")
+    assert [r["impl"] for r in rows] == ["a", "b"]
+    err = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert err == {"bench": "supernet_step", "impl": "broken", "error": "RuntimeError: no kernel image for this device"}

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from nascore.config import spec
+from nascore.config import ParamsError, spec
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,19 @@ class RunParams:
     channels_last: bool = spec(True, doc="channels_last memory format on GPU")
     threads: int | None = spec(None, ge=1, doc="CPU threads for torch (null = torch default)")
     tracking_uri: str | None = spec(None, doc="MLflow store; $MLFLOW_TRACKING_URI wins")
+    compile: Literal["auto", "on", "off"] = spec(
+        "auto", doc="torch.compile the networks of the long trainings (fine-tuning, final networks): on, off, "
+                    "or auto = on CUDA only (on a CPU compiling costs more than the short profiles' runs save)")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = spec(
+        "default", doc="torch.compile mode; reduce-overhead replays the static-shape step as a CUDA graph")
+    compile_backend: str = spec("inductor", doc="torch.compile backend (aot_eager: tracing without code "
+                                                "generation, for debugging)")
+
+    def validate(self, path: str) -> None:
+        if self.compile_mode != "default" and self.compile_backend != "inductor":
+            raise ParamsError(f"{path}.compile_mode: {self.compile_mode!r} is an inductor mode, but "
+                              f"compile_backend is {self.compile_backend!r}; use compile_mode: default "
+                              "or compile_backend: inductor")
 
 
 def select_device(run: RunParams) -> torch.device:
@@ -52,6 +65,20 @@ def setup(run: RunParams) -> torch.device:
 
 def autocast_dtype(run: RunParams, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if run.amp and device.type == "cuda" else None
+
+
+def compile_network(net: torch.nn.Module, run: RunParams, device: torch.device) -> bool:
+    """torch.compile `net` in place when run.compile says so (True if it did). In place: the
+    state_dict keeps its keys, so checkpoints and saved models do not depend on the switch. Under
+    `auto` a graph that fails to compile runs eagerly (with a warning) instead of ending the run."""
+    if run.compile == "off" or (run.compile == "auto" and device.type != "cuda"):
+        return False
+    if run.compile == "auto":
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+    net.compile(backend=run.compile_backend, mode=None if run.compile_mode == "default" else run.compile_mode)
+    return True
 
 
 def hardware() -> str:

@@ -23,7 +23,7 @@ from nascore.layout import read_json, write_json
 from nascore.methods.base import METHODS, Method, Timer, genotype_tags
 from nascore.models import create_model
 from nascore.ops import MIXED_OPS, OPS
-from nascore.runtime import autocast_dtype, hardware, init_distributed, setup
+from nascore.runtime import autocast_dtype, compile_network, hardware, init_distributed, setup
 from nascore.spaces.darts import CellSpace
 from nascore.strategies.darts import DifferentiableSearch
 from nascore.strategies.regularisers import edge_entropy
@@ -310,6 +310,7 @@ class DartsMethod(Method):
         channels_last = run.channels_last and device.type == "cuda"
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
+        compiled = compile_network(net, run, device)
         model = net
         if ddp:
             from torch.nn.parallel import DistributedDataParallel
@@ -350,7 +351,7 @@ class DartsMethod(Method):
         status = {"status": "ok", "mlflow_run_id": mlrun.info.run_id, "genotype_hash": genotype.canonical_hash(),
                   "dataset": manifest["display_name"], "epochs": tp.epochs, "train_seconds": round(t.seconds, 1),
                   "train_err": round(history[-1]["train_err"], 4), "train_images": len(batches.x),
-                  "processes": world}
+                  "processes": world, "compiled": compiled}
         write_json(out / "status.json", status)
         return status
 

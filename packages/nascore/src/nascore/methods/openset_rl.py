@@ -27,7 +27,7 @@ from nascore.methods.base import METHODS, Timer
 from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import (ControllerMethod, ControllerParams, TrainingParams, publish,
                                      save_atomically, seed_of)
-from nascore.runtime import autocast_dtype, hardware, setup
+from nascore.runtime import autocast_dtype, compile_network, hardware, setup
 from nascore.spaces.block import BLOCK_OPS, BlockArchitecture, BlockGrammar, BlockNet
 from nascore.tracking import configure, start_run
 from nascore.train.center_loss import CenterLoss, CenterLossTask
@@ -148,10 +148,14 @@ class OpensetRlMethod(ControllerMethod):
         return TensorBatches(x.to(device), y.to(device), bs, t, shuffle=train, seed=self.params.run.seed)
 
     def train_child(self, arch: BlockArchitecture, tp: TrainingParams, train, num_classes: int, eta: float,
-                    tag: str, fingerprint: str, device) -> tuple[dict[str, Any], BlockNet, CenterLoss]:
-        """L_softmax + eta L_center (eq. 1); a diverged child comes back with status failed."""
+                    tag: str, fingerprint: str, device,
+                    final: bool = False) -> tuple[dict[str, Any], BlockNet, CenterLoss]:
+        """L_softmax + eta L_center (eq. 1); a diverged child comes back with status failed. final: a
+        fine-tuning, compiled per run.compile (search children are short and stay eager)."""
         torch.manual_seed(seed_of(self.params.run.seed, tag))
         model = self.network(arch, num_classes).to(device)
+        if final:
+            compile_network(model, self.params.run, device)
         center = CenterLoss(num_classes, self.p.space.embedding, self.p.search.center_alpha).to(device)
         auto = autocast_dtype(self.params.run, device)
         rec = train_network(model, train, epochs=tp.epochs, lr=tp.lr, momentum=tp.momentum,
@@ -290,7 +294,7 @@ class OpensetRlMethod(ControllerMethod):
                             x, y = _select(x_all, tensors["train_y"], split["known"])
                             rec, model, center = self.train_child(
                                 arch, tp, self._batches(x, y, tp, device, True), len(split["known"]), v.eta,
-                                f"finetune-{dataset}-{v.name}-split{i}", fingerprint, device)
+                                f"finetune-{dataset}-{v.name}-split{i}", fingerprint, device, final=True)
                             saved = {"fingerprint": key, "state_dict": model.state_dict(), "centers": center.centers,
                                      "arch": arch.to_json(), "split": split, "num_classes": len(split["known"]),
                                      "record": {k: rec.get(k) for k in ("status", "reason", "epochs", "params")}}

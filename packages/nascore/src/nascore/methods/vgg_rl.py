@@ -24,7 +24,7 @@ from nascore.methods.base import METHODS, Timer
 from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import (ControllerMethod, ControllerParams, TrainingParams, publish,
                                      save_atomically, seed_of)
-from nascore.runtime import autocast_dtype, hardware, setup
+from nascore.runtime import autocast_dtype, compile_network, hardware, setup
 from nascore.spaces.chain import ChainArchitecture, ChainGrammar, ChainNet
 from nascore.tracking import configure, start_run
 from nascore.train.child import Screening, train_network
@@ -126,9 +126,13 @@ class VggRlMethod(ControllerMethod):
         return train, val
 
     def _train(self, arch: ChainArchitecture, tp: TrainingParams, train, val, num_classes: int, tag: str,
-               fingerprint: str, device, screening: Screening | None = None) -> dict[str, Any]:
+               fingerprint: str, device, screening: Screening | None = None, final: bool = False) -> dict[str, Any]:
+        """final: a long training (generation, fine-tuning), compiled per run.compile; search children
+        are short and each a new architecture, so they stay eager."""
         torch.manual_seed(seed_of(self.params.run.seed, tag))  # the child's initial weights
         model = ChainNet(arch, num_classes).to(device)
+        if final:
+            compile_network(model, self.params.run, device)
         rec = train_network(model, train, epochs=tp.epochs, lr=tp.lr, momentum=tp.momentum,
                             weight_decay=tp.weight_decay, grad_clip=tp.grad_clip, milestones=tp.milestones,
                             gamma=tp.gamma, seed=seed_of(self.params.run.seed, tag),
@@ -227,7 +231,7 @@ class VggRlMethod(ControllerMethod):
                         continue
                     arch = ChainArchitecture.from_json(r["arch"])
                     rec = self._train(arch, g.train, train, val, len(tensors["classes"]),
-                                      f"generation-{r['arch_hash']}", fingerprint, device)
+                                      f"generation-{r['arch_hash']}", fingerprint, device, final=True)
                     rec.pop("model")
                     rec.update(child=r["child"], search_reward=r["reward"])
                     ledger["done"][r["arch_hash"]] = rec
@@ -288,7 +292,7 @@ class VggRlMethod(ControllerMethod):
                         continue
                     arch = ChainArchitecture.from_json(r["arch"])
                     rec = self._train(arch, tp, train, None, len(tensors["classes"]),
-                                      f"finetune-{dataset}-{r['arch_hash']}", fingerprint, device)
+                                      f"finetune-{dataset}-{r['arch_hash']}", fingerprint, device, final=True)
                     model = rec.pop("model")
                     keep = {k: rec[k] for k in ("status", "epochs", "params") if k in rec}
                     keep["reason"] = rec.get("reason")

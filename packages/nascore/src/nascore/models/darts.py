@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.layers import drop_path
 from torch import nn
 
 from nascore.genotype import CellGenotype, Genotype
@@ -35,17 +34,26 @@ class EvalCell(nn.Module):
                                  for name, src in cell.edges)
         self.multiplier = len(self.concat)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        """keep: the drop-path keep probability (0-d tensor), or None for no drop-path."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for start in range(0, len(self.ops), self.k):
             total = 0
             for op, src in zip(self.ops[start:start + self.k], self.sources[start:start + self.k]):
                 h = op(states[src])
-                if self.training and drop_prob > 0 and not isinstance(op, nn.Identity):
-                    h = drop_path(h, drop_prob, training=True)
+                if keep is not None and not isinstance(op, nn.Identity):
+                    h = drop_path(h, keep)
                 total = total + h
             states.append(total)
         return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+def drop_path(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Zero whole samples with probability 1 - keep and scale the rest by 1 / keep (DARTS utils.py).
+    keep is a 0-d tensor, so the per-epoch ramp changes a value, never a torch.compile'd graph."""
+    shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+    mask = (torch.rand(shape, device=x.device) < keep).to(x.dtype)
+    return x * mask / keep.to(x.dtype)
 
 
 class AuxiliaryHead(nn.Module):
@@ -75,7 +83,9 @@ class _CellNetwork(nn.Module):
     def __init__(self, genotype: Genotype, C: int, num_classes: int, layers: int,
                  auxiliary: bool, C_stem_out: int, C_curr: int, reduction_prev: bool) -> None:
         super().__init__()
-        self.genotype, self.layers, self.drop_path_prob = genotype, layers, 0.0
+        self.genotype, self.layers = genotype, layers
+        self.register_buffer("keep_prob", torch.ones(()), persistent=False)  # 1 - drop_path_prob
+        self.drop_path_prob = 0.0
         C_pp, C_p = C_stem_out, C_stem_out
         self.cells = nn.ModuleList()
         reductions = reduction_layers(layers)
@@ -99,14 +109,25 @@ class _CellNetwork(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_classes)
 
+    @property
+    def drop_path_prob(self) -> float:
+        return self._drop_path_prob
+
+    @drop_path_prob.setter
+    def drop_path_prob(self, p: float) -> None:
+        """Set per epoch by the trainer (linear ramp); kept as a float and as the keep_prob tensor."""
+        self._drop_path_prob = float(p)
+        self.keep_prob.fill_(1.0 - float(p))
+
     def stem_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         s0, s1 = self.stem_forward(x)
         logits_aux = None
+        keep = self.keep_prob if self.training and self._drop_path_prob > 0 else None
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, cell(s0, s1, keep)
             if i == self.aux_index and self.auxiliary_head is not None and self.training:
                 logits_aux = self.auxiliary_head(s1)
         logits = self.classifier(self.global_pooling(s1).flatten(1))
