@@ -24,9 +24,11 @@ bench: setup           ## CPU benchmarks (pytest-benchmark), compared side by si
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-group-by=func --benchmark-warmup=on \
 	  --benchmark-columns=min,median,mean,rounds
 
-bench-gpu: setup       ## GPU benchmark scripts (issue 5); needs a CUDA device
+SEARCH_EPOCHS ?= 50
+bench-gpu: setup       ## GPU benchmark scripts (issue 5); needs a CUDA device (SEARCH_EPOCHS=10 for a shorter search)
 	for s in supernet_step derived_train data_pipeline; do $(PY) bench/$$s.py || exit 1; done
 	$(PY) bench/supernet_step.py --order 2 --batch 64
+	$(PY) bench/search_to_genotype.py --epochs $(SEARCH_EPOCHS)
 	$(PY) bench/summarise.py
 
 ui: setup              ## MLflow UI on the embedded store

@@ -15,6 +15,7 @@ SMOKE = {
     "derived_train.py": ["--batch", "4", "--layers", "3", "--C", "8", "--warmup", "1", "--steps", "1", "--runs", "1",
                          "--variants", "eager_fp32", "bf16_cl"],
     "data_pipeline.py": ["--images", "200", "--batch", "50", "--runs", "1"],
+    "search_to_genotype.py": ["--images", "64", "--batch", "16", "--epochs", "1", "--layers", "3", "--C", "4"],
 }
 
 
