@@ -25,7 +25,9 @@ bench: setup           ## CPU benchmarks (pytest-benchmark), compared side by si
 	  --benchmark-columns=min,median,mean,rounds
 
 SEARCH_EPOCHS ?= 50
-bench-gpu: setup       ## GPU benchmark scripts (issue 5); needs a CUDA device (SEARCH_EPOCHS=10 for a shorter search)
+# GPU benchmark scripts (issue 5); needs a CUDA device. SEARCH_EPOCHS=10: a shorter search.
+# NO_SETUP=1 PY=python3: on a machine whose python3 has torch, timm and pyyaml already (no venv, no network).
+bench-gpu: $(if $(NO_SETUP),,setup)
 	for s in supernet_step derived_train data_pipeline; do $(PY) bench/$$s.py || exit 1; done
 	$(PY) bench/supernet_step.py --order 2 --batch 64
 	$(PY) bench/search_to_genotype.py --epochs $(SEARCH_EPOCHS)

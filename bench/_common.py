@@ -4,6 +4,7 @@ Numbers are written only when measured on CUDA; CPU runs are smoke tests and onl
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import statistics
@@ -16,6 +17,9 @@ import torch
 import torch.nn.functional as F
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports" / "bench"
+SRC = Path(__file__).resolve().parents[1] / "packages" / "nascore" / "src"
+if importlib.util.find_spec("nascore") is None:  # a bare GPU machine with torch but no `make setup`
+    sys.path.insert(0, str(SRC))
 
 
 def parser(doc: str, *, steps: bool = True) -> argparse.ArgumentParser:

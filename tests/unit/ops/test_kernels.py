@@ -1,5 +1,6 @@
 """The fused edge reduction sum_j w_j * BN_j(z_j): its hand-written backward against autograd
-(gradcheck, float64), and the Triton kernels against the PyTorch path under TRITON_INTERPRET=1."""
+(gradcheck, float64), and the Triton kernels against the PyTorch path: under TRITON_INTERPRET=1
+everywhere, compiled on a CUDA device where there is one."""
 import os
 import subprocess
 import sys
@@ -55,12 +56,16 @@ def test_running_statistics_follow_batchnorm():
         assert int(b.num_batches_tracked) == 3
 
 
-@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="run by test_triton_under_interpreter")
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape", [(3, 2, 4, 5, 5), (2, 3, 8, 7, 9), (1, 1, 3, 4, 4)])
-def test_triton_kernels_match_pytorch(training, shape):
-    z, w = _inputs(torch.float32, shape)
-    bns = [nn.BatchNorm2d(shape[2], affine=False) for _ in range(shape[1])]
+INTERPRETED = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
+                                 reason="run by test_triton_under_interpreter")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+                          reason="needs a CUDA device: the compiled Triton kernels")
+SHAPES = [(3, 2, 4, 5, 5), (2, 3, 8, 7, 9), (1, 1, 3, 4, 4)]
+
+
+def _kernels_match_pytorch(training, shape, device):
+    z, w = (t.to(device) for t in _inputs(torch.float32, shape))
+    bns = [nn.BatchNorm2d(shape[2], affine=False).to(device) for _ in range(shape[1])]
     for b in bns:
         b.running_mean.uniform_(-1, 1), b.running_var.uniform_(0.5, 2)
     mean, _, rstd = _stats(z, 1e-5, training, torch.cat([b.running_mean for b in bns]),
@@ -69,32 +74,59 @@ def test_triton_kernels_match_pytorch(training, shape):
     for use_triton in (False, True):
         zz, ww = z.clone().requires_grad_(), w.clone().requires_grad_()
         out = WeightedBNSum.apply(zz, ww, mean, rstd, training, use_triton)
-        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        out.backward(torch.linspace(-1, 1, out.numel(), device=device).view_as(out))
         results.append((out.detach(), zz.grad, ww.grad))
     for a, b in zip(*results):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="run by test_triton_under_interpreter")
-@pytest.mark.parametrize("stride", [1, 2])
-def test_fused_edge_with_triton_matches_the_reference_loop(stride):
+def _fused_edge_matches_the_reference_loop(stride, device):
     from nascore.ops import MIXED_OPS
     from nascore.spaces.darts import PRIMITIVES
 
     torch.manual_seed(0)
-    ref = MIXED_OPS["reference"](4, stride, PRIMITIVES)
-    fused = MIXED_OPS["fused"](4, stride, PRIMITIVES)
+    ref = MIXED_OPS["reference"](4, stride, PRIMITIVES).to(device)
+    fused = MIXED_OPS["fused"](4, stride, PRIMITIVES).to(device)
     fused.load_state_dict(ref.state_dict())
-    x = torch.randn(2, 4, 8, 8)
-    a = torch.randn(len(PRIMITIVES))
+    x = torch.randn(2, 4, 8, 8, device=device)
+    a = torch.randn(len(PRIMITIVES), device=device)
     results = []
     for op in (ref, fused):
         xi, ai = x.clone().requires_grad_(), a.clone().requires_grad_()
         y = op(xi, torch.softmax(ai, 0))
-        y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+        y.backward(torch.linspace(-1, 1, y.numel(), device=device).view_as(y))
         results.append((y.detach(), xi.grad, ai.grad, *(p.grad for p in op.parameters())))
     for got, want in zip(results[1], results[0]):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@INTERPRETED
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_triton_kernels_match_pytorch(training, shape):
+    _kernels_match_pytorch(training, shape, "cpu")
+
+
+@INTERPRETED
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_edge_with_triton_matches_the_reference_loop(stride):
+    _fused_edge_matches_the_reference_loop(stride, "cpu")
+
+
+@CUDA
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_compiled_triton_kernels_match_pytorch_on_cuda(training, shape):
+    _kernels_match_pytorch(training, shape, "cuda")
+
+
+@CUDA
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_edge_on_cuda_matches_the_reference_loop(stride, monkeypatch):
+    # TF32 would make the reference loop's convs differ from the fused ones by more than the tolerance
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    _fused_edge_matches_the_reference_loop(stride, "cuda")
 
 
 def test_triton_under_interpreter():
