@@ -100,3 +100,16 @@ def set_yaml(path: Path, dotted: str, value) -> None:
 
 
 __all__ = ["write_cifar_pickles", "write_image_folder", "tar_folder", "set_yaml", "REPO", "io"]
+
+
+@pytest.fixture
+def no_tf32(monkeypatch):
+    """fp32 convs and matmuls in full precision on a GPU (TF32 off), so two ways of computing the same
+    thing agree to float32 tolerance; no effect on a CPU."""
+    import torch
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(before)

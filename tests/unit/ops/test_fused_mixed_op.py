@@ -77,13 +77,11 @@ def test_supernet_with_fused_edges_matches_the_reference_supernet(impl):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run in a GPU session)")
 @pytest.mark.parametrize("impl", ["fused", "auto"])
-def test_supernet_on_cuda_fused_matches_reference(impl, monkeypatch):
+def test_supernet_on_cuda_fused_matches_reference(impl, no_tf32):
     """On the GPU the fused path runs the compiled Triton reduction (auto picks fused there): float32
     logits and gradients match the reference loop; TF32 off so both sides do the same arithmetic."""
     from nascore.supernets import DartsSupernet
 
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     nets = []
     for mixed in ("reference", impl):
         torch.manual_seed(0)

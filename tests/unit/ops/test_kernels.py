@@ -100,33 +100,21 @@ def _fused_edge_matches_the_reference_loop(stride, device):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-@INTERPRETED
+# the same checks in the interpreter (CPU tensors, every machine) and compiled (CUDA, a GPU session)
+DEVICES = [pytest.param("cpu", marks=INTERPRETED, id="interpreted"), pytest.param("cuda", marks=CUDA, id="cuda")]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_triton_kernels_match_pytorch(training, shape):
-    _kernels_match_pytorch(training, shape, "cpu")
+def test_triton_kernels_match_pytorch(training, shape, device):
+    _kernels_match_pytorch(training, shape, device)
 
 
-@INTERPRETED
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("stride", [1, 2])
-def test_fused_edge_with_triton_matches_the_reference_loop(stride):
-    _fused_edge_matches_the_reference_loop(stride, "cpu")
-
-
-@CUDA
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape", SHAPES)
-def test_compiled_triton_kernels_match_pytorch_on_cuda(training, shape):
-    _kernels_match_pytorch(training, shape, "cuda")
-
-
-@CUDA
-@pytest.mark.parametrize("stride", [1, 2])
-def test_fused_edge_on_cuda_matches_the_reference_loop(stride, monkeypatch):
-    # TF32 would make the reference loop's convs differ from the fused ones by more than the tolerance
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    _fused_edge_matches_the_reference_loop(stride, "cuda")
+def test_fused_edge_with_triton_matches_the_reference_loop(stride, device, no_tf32):
+    _fused_edge_matches_the_reference_loop(stride, device)
 
 
 def test_triton_under_interpreter():
