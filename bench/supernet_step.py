@@ -31,6 +31,7 @@ VARIANTS = {  # name: (mixed op, autocast dtype, channels_last, compile (False /
     "loop_fp32": ("reference", None, False, False, False),  # nascore's step, plain loop: the step's share
     "fused_fp32": ("fused", None, False, False, False),
     "fused_bf16_cl": ("fused", torch.bfloat16, True, False, False),
+    "fused_recompute_fp32": ("fused_recompute", None, False, False, False),  # fewer activations kept
     # the forward compiled with mode reduce-overhead: replayed as CUDA graphs (static shapes)
     "fused_bf16_cl_cudagraphs": ("fused", torch.bfloat16, True, "reduce-overhead", False),
 }

@@ -85,3 +85,40 @@ def test_a_failing_variant_is_reported_and_the_others_still_run(capsys):
     assert [r["impl"] for r in rows] == ["a", "b"]
     err = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert err == {"bench": "supernet_step", "impl": "broken", "error": "RuntimeError: no kernel image for this device"}
+
+
+def test_fused_keeps_fewer_activations_and_recompute_fewer_still():
+    """What the fused ops are for, besides speed: less memory kept for backward than the loop
+    (bench/activation_memory.py's count: autograd's saved tensors, each storage once)."""
+    import torch
+
+    from nascore.supernets import DartsSupernet
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from activation_memory import saved_bytes
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    x, y = torch.randn(2, 3, 16, 16), torch.tensor([1, 7])
+    kept = {}
+    for impl in ("reference", "fused", "fused_recompute"):
+        torch.manual_seed(0)
+        kept[impl] = saved_bytes(DartsSupernet(8, 10, 5, mixed_op=impl), x, y)
+    assert kept["fused"] < 0.8 * kept["reference"]
+    assert kept["fused_recompute"] < 0.6 * kept["fused"]
+
+
+def test_activation_memory_script_and_its_summary(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "activation_memory.py"), "--layers", "3", "--C", "4",
+                        "--batch", "2", "--no-save"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [row["impl"] for row in rows] == ["reference", "fused", "fused_recompute"]
+    assert rows[0]["ratio_to_reference"] == 1.0 and rows[2]["saved_mb_per_image"] < rows[1]["saved_mb_per_image"]
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "bench.yaml").write_text((REPO / "params" / "bench.yaml").read_text())
+    (tmp_path / "reports" / "bench").mkdir(parents=True)
+    (tmp_path / "reports" / "bench" / "activation_memory.json").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    md = _summarise(tmp_path)
+    assert "No GPU measurement yet" in md  # activation memory is not a GPU timing
+    assert f"| fused_recompute | 2 | 3 | 4 | {rows[2]['saved_mb_per_image']} | {rows[2]['ratio_to_reference']} |" in md

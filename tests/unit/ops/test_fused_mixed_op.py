@@ -13,18 +13,22 @@ SUBSETS = [PRIMITIVES, ("none",), ("skip_connect",), ("max_pool_3x3", "avg_pool_
            ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")]
 
 
-def _pair(prims, stride, C=4, seed=0):
+FUSED = ["fused", "fused_recompute"]
+
+
+def _pair(prims, stride, C=4, seed=0, impl="fused"):
     torch.manual_seed(seed)
     ref = MIXED_OPS["reference"](C, stride, prims).double()
-    fused = MIXED_OPS["fused"](C, stride, prims).double()
+    fused = MIXED_OPS[impl](C, stride, prims).double()
     fused.load_state_dict(ref.state_dict())
     return ref, fused
 
 
+@pytest.mark.parametrize("impl", FUSED)
 @pytest.mark.parametrize("prims", SUBSETS, ids=lambda p: "+".join(p))
 @pytest.mark.parametrize("stride", [1, 2])
-def test_fused_matches_reference_in_training(prims, stride):
-    ref, fused = _pair(prims, stride)
+def test_fused_matches_reference_in_training(prims, stride, impl):
+    ref, fused = _pair(prims, stride, impl=impl)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, 4, 8, 8, generator=g, dtype=torch.float64)
     alpha = torch.randn(len(prims), generator=g, dtype=torch.float64)
@@ -45,9 +49,10 @@ def test_fused_matches_reference_in_training(prims, stride):
         torch.testing.assert_close(bf, b, msg=f"buffer {n}")
 
 
+@pytest.mark.parametrize("impl", FUSED)
 @pytest.mark.parametrize("stride", [1, 2])
-def test_fused_matches_reference_in_eval(stride):
-    ref, fused = _pair(PRIMITIVES, stride)
+def test_fused_matches_reference_in_eval(stride, impl):
+    ref, fused = _pair(PRIMITIVES, stride, impl=impl)
     x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
     for op in (ref, fused):  # a few training steps move the running statistics, then evaluate
         for _ in range(3):
@@ -57,7 +62,7 @@ def test_fused_matches_reference_in_eval(stride):
     torch.testing.assert_close(fused(x, w), ref(x, w))
 
 
-@pytest.mark.parametrize("impl", ["fused", "auto"])
+@pytest.mark.parametrize("impl", ["fused", "fused_recompute", "auto"])
 def test_supernet_with_fused_edges_matches_the_reference_supernet(impl):
     """Drop-in: same params draw, same logits, same alpha and weight gradients, both cell types."""
     from nascore.supernets import DartsSupernet
@@ -76,7 +81,7 @@ def test_supernet_with_fused_edges_matches_the_reference_supernet(impl):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run in a GPU session)")
-@pytest.mark.parametrize("impl", ["fused", "auto"])
+@pytest.mark.parametrize("impl", ["fused", "fused_recompute", "auto"])
 def test_supernet_on_cuda_fused_matches_reference(impl, no_tf32):
     """On the GPU the fused path runs the compiled Triton reduction (auto picks fused there): float32
     logits and gradients match the reference loop; TF32 off so both sides do the same arithmetic."""
@@ -98,3 +103,4 @@ def test_supernet_on_cuda_fused_matches_reference(impl, no_tf32):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-4, msg=f"grad of {n}")
     for (n, b), (_, c) in zip(nets[0].named_buffers(), nets[1].named_buffers()):
         torch.testing.assert_close(c, b, rtol=1e-4, atol=1e-5, msg=f"buffer {n}")
+

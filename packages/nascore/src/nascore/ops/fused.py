@@ -13,6 +13,12 @@ buffers and state_dict) as the reference loop, computed in fewer, larger kernels
   reads the stacked outputs once and recomputes the normalised values in backward
   (ops/kernels.py); elsewhere it is PyTorch's batch_norm followed by a sum.
 - `none` is dropped instead of multiplied by zero.
+- `fused_recompute` (the same op, registered apart) keeps fewer activations for backward: the
+  ReLU -> depthwise -> pointwise stages of the conv candidates and the two pools are recomputed in
+  backward from their (already kept) inputs instead of storing their m-times-wider outputs (and the
+  max pool's int64 indices). About 0.6x the saved activations of `fused` for ~1/3 more conv-path
+  forward work (bench/activation_memory.py); no BatchNorm is inside a recomputed part, so running
+  statistics are updated once.
 Running statistics are those of the candidates' own BN modules (read, then written back), so a
 fused supernet trains, checkpoints and evaluates exactly like the reference.
 """
@@ -23,6 +29,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from nascore.ops.kernels import store_running_stats, triton_usable, weighted_bn_sum
 from nascore.ops.mixed import MIXED_OPS, MixedOp
@@ -96,6 +103,8 @@ def _edge_sum(z: torch.Tensor, bns: Sequence[nn.BatchNorm2d], w: torch.Tensor, t
 class FusedMixedOp(MixedOp):
     """Drop-in for MixedOp (same modules and state_dict), computed as described above."""
 
+    recompute = False  # fused_recompute: stateless stages recomputed in backward (see the module doc)
+
     def __init__(self, C: int, stride: int, primitives: Sequence[str]) -> None:
         super().__init__(C, stride, primitives)
         self.stride = stride
@@ -128,8 +137,7 @@ class FusedMixedOp(MixedOp):
         if self.convs:
             out = out + self._conv_sum(x, weights)
         if self.pools:
-            ys = [self._ops[k][0](x) for k in self.pools]
-            z = torch.stack(ys, dim=1)
+            z = self._stage_call(self._pooled, x)
             out = out + _edge_sum(z, [self._ops[k][1] for k in self.pools], weights[self.pools], self.training)
         for k in self.other:
             out = out + weights[k] * self._ops[k](x)
@@ -137,20 +145,35 @@ class FusedMixedOp(MixedOp):
             return x[:, :, ::self.stride, ::self.stride].mul(0.0) * weights.sum()
         return out
 
-    def _conv_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        r = F.relu(x)  # once for every conv candidate
+    def _stage_call(self, fn, x: torch.Tensor) -> torch.Tensor:
+        """fn(x), recomputed in backward (only x kept) under fused_recompute while training."""
+        if self.recompute and torch.is_grad_enabled():
+            return checkpoint(fn, x, use_reentrant=False)
+        return fn(x)
+
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self._ops[k][0](x) for k in self.pools], dim=1)
+
+    def _first_stage(self, x: torch.Tensor) -> torch.Tensor:
+        """ReLU (once for every conv candidate), the depthwise convs, the pointwise GEMM."""
         first = [self._stage(k, 0) for k in self.convs]
-        ys = _depthwise(r, [s[1] for s in first], self.stride)
-        z = _pointwise(ys, [s[2] for s in first])
+        return _pointwise(_depthwise(F.relu(x), [s[1] for s in first], self.stride), [s[2] for s in first])
+
+    def _second_stage(self, zz: torch.Tensor) -> torch.Tensor:
+        second = [self._stage(k, 1) for k in self.two_ops]
+        return _pointwise(_depthwise_per_candidate(F.relu(zz), [s[1] for s in second]), [s[2] for s in second])
+
+    def _conv_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        first = [self._stage(k, 0) for k in self.convs]
+        z = self._stage_call(self._first_stage, x)
         out = 0
         if self.one:
             out = _edge_sum(z[:, self.one], [first[j][3] for j in self.one], weights[self.one_ops], self.training)
         if self.two:
             # first-stage BN (no arch weight), then the second stage of every sep conv
             zz = _stacked_bn(z[:, self.two], [first[j][3] for j in self.two], self.training)
+            z2 = self._stage_call(self._second_stage, zz)
             second = [self._stage(k, 1) for k in self.two_ops]
-            ys2 = _depthwise_per_candidate(F.relu(zz), [s[1] for s in second])
-            z2 = _pointwise(ys2, [s[2] for s in second])
             out = out + _edge_sum(z2, [s[3] for s in second], weights[self.two_ops], self.training)
         return out
 
@@ -165,6 +188,13 @@ def _depthwise_per_candidate(z: torch.Tensor, convs: Sequence[nn.Conv2d]) -> lis
         return list(y.view(n, m, C, H, W).unbind(1))
     return [F.conv2d(z[:, j], c.weight, padding=c.padding, dilation=c.dilation, groups=c.groups)
             for j, c in enumerate(convs)]
+
+
+@MIXED_OPS.register("fused_recompute")
+class RecomputeFusedMixedOp(FusedMixedOp):
+    """The fused op keeping fewer activations: stateless stages recomputed in backward."""
+
+    recompute = True
 
 
 @MIXED_OPS.register("auto")
