@@ -42,37 +42,39 @@ def _footprint(conv: nn.Conv2d) -> int:
     return conv.dilation[0] * (conv.kernel_size[0] - 1) + 1
 
 
-def _embed(conv: nn.Conv2d, size: int) -> torch.Tensor:
-    """conv.weight (C, 1, k, k) with dilation d placed, centred, in a (C, 1, size, size) kernel."""
-    w, d, fp = conv.weight, conv.dilation[0], _footprint(conv)
+def _embed(conv: nn.Conv2d, w: torch.Tensor, size: int) -> torch.Tensor:
+    """conv's weight w (C, 1, k, k) with dilation d placed, centred, in a (C, 1, size, size) kernel."""
+    d, fp = conv.dilation[0], _footprint(conv)
     off = (size - fp) // 2
     out = w.new_zeros(w.shape[0], 1, size, size)
     out[:, :, off:off + fp:d, off:off + fp:d] = w
     return out
 
 
-def _depthwise(x: torch.Tensor, convs: Sequence[nn.Conv2d], stride: int) -> list[torch.Tensor]:
-    """Every depthwise conv of `convs` applied to x; those that fit WINDOW share one call."""
+def _depthwise(x: torch.Tensor, convs: Sequence[nn.Conv2d], stride: int,
+               weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Every depthwise conv of `convs` (with `weights`) applied to x; those that fit WINDOW share one call."""
     small = [i for i, c in enumerate(convs) if _footprint(c) <= WINDOW]
     out: list[torch.Tensor | None] = [None] * len(convs)
     if len(small) > 1:
         C, m = x.shape[1], len(small)
         # weight row c * m + j: input channel c, candidate j (groups = C)
-        w = torch.stack([_embed(convs[i], WINDOW) for i in small], dim=1).reshape(C * m, 1, WINDOW, WINDOW)
+        w = torch.stack([_embed(convs[i], weights[i], WINDOW) for i in small], dim=1)
+        w = w.reshape(C * m, 1, WINDOW, WINDOW)
         y = F.conv2d(x, w, stride=stride, padding=WINDOW // 2, groups=C)
         y = y.unflatten(1, (C, m))
         for j, i in enumerate(small):
             out[i] = y[:, :, j]
     for i, c in enumerate(convs):
         if out[i] is None:
-            out[i] = F.conv2d(x, c.weight, stride=stride, padding=c.padding, dilation=c.dilation, groups=c.groups)
+            out[i] = F.conv2d(x, weights[i], stride=stride, padding=c.padding, dilation=c.dilation, groups=c.groups)
     return out
 
 
-def _pointwise(ys: Sequence[torch.Tensor], convs: Sequence[nn.Conv2d]) -> torch.Tensor:
-    """Per candidate j, a 1x1 conv of ys[j]: one batched matmul. Returns (N, m, C, H, W)."""
+def _pointwise(ys: Sequence[torch.Tensor], weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per candidate j, a 1x1 conv of ys[j] with weights[j]: one batched matmul. Returns (N, m, C, H, W)."""
     z = torch.stack(ys, dim=1)                                   # N, m, C, H, W
-    w = torch.stack([c.weight.flatten(1) for c in convs])       # m, C_out, C_in
+    w = torch.stack([wj.flatten(1) for wj in weights])          # m, C_out, C_in
     return torch.einsum("moc,nmchw->nmohw", w, z)
 
 
@@ -145,49 +147,54 @@ class FusedMixedOp(MixedOp):
             return x[:, :, ::self.stride, ::self.stride].mul(0.0) * weights.sum()
         return out
 
-    def _stage_call(self, fn, x: torch.Tensor) -> torch.Tensor:
-        """fn(x), recomputed in backward (only x kept) under fused_recompute while training."""
+    def _stage_call(self, fn, x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+        """fn(x, *weights), recomputed in backward (only its inputs kept) under fused_recompute while
+        training. The conv weights are passed in, read at forward time: a recomputation must use the
+        tensors of the forward (under functional_call, as the second-order step runs, they are not the
+        module's own parameters by the time backward runs)."""
         if self.recompute and torch.is_grad_enabled():
-            return checkpoint(fn, x, use_reentrant=False)
-        return fn(x)
+            return checkpoint(fn, x, *weights, use_reentrant=False)
+        return fn(x, *weights)
 
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([self._ops[k][0](x) for k in self.pools], dim=1)
 
-    def _first_stage(self, x: torch.Tensor) -> torch.Tensor:
+    def _first_stage(self, x: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
         """ReLU (once for every conv candidate), the depthwise convs, the pointwise GEMM."""
-        first = [self._stage(k, 0) for k in self.convs]
-        return _pointwise(_depthwise(F.relu(x), [s[1] for s in first], self.stride), [s[2] for s in first])
+        dws = [self._stage(k, 0)[1] for k in self.convs]
+        return _pointwise(_depthwise(F.relu(x), dws, self.stride, w[:len(dws)]), w[len(dws):])
 
-    def _second_stage(self, zz: torch.Tensor) -> torch.Tensor:
-        second = [self._stage(k, 1) for k in self.two_ops]
-        return _pointwise(_depthwise_per_candidate(F.relu(zz), [s[1] for s in second]), [s[2] for s in second])
+    def _second_stage(self, zz: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
+        dws = [self._stage(k, 1)[1] for k in self.two_ops]
+        return _pointwise(_depthwise_per_candidate(F.relu(zz), dws, w[:len(dws)]), w[len(dws):])
 
     def _conv_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         first = [self._stage(k, 0) for k in self.convs]
-        z = self._stage_call(self._first_stage, x)
+        z = self._stage_call(self._first_stage, x, *[s[1].weight for s in first], *[s[2].weight for s in first])
         out = 0
         if self.one:
             out = _edge_sum(z[:, self.one], [first[j][3] for j in self.one], weights[self.one_ops], self.training)
         if self.two:
             # first-stage BN (no arch weight), then the second stage of every sep conv
             zz = _stacked_bn(z[:, self.two], [first[j][3] for j in self.two], self.training)
-            z2 = self._stage_call(self._second_stage, zz)
             second = [self._stage(k, 1) for k in self.two_ops]
+            z2 = self._stage_call(self._second_stage, zz, *[s[1].weight for s in second],
+                                  *[s[2].weight for s in second])
             out = out + _edge_sum(z2, [s[3] for s in second], weights[self.two_ops], self.training)
         return out
 
 
-def _depthwise_per_candidate(z: torch.Tensor, convs: Sequence[nn.Conv2d]) -> list[torch.Tensor]:
-    """Candidate j's depthwise conv on its own input z[:, j] (stride 1): one grouped conv over the
-    stacked channels with every kernel embedded in the shared window."""
+def _depthwise_per_candidate(z: torch.Tensor, convs: Sequence[nn.Conv2d],
+                             weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Candidate j's depthwise conv (weights[j]) on its own input z[:, j] (stride 1): one grouped conv
+    over the stacked channels with every kernel embedded in the shared window."""
     n, m, C, H, W = z.shape
     if all(_footprint(c) <= WINDOW for c in convs):
-        w = torch.cat([_embed(c, WINDOW) for c in convs])  # (m * C, 1, 5, 5), candidate-major
+        w = torch.cat([_embed(c, wj, WINDOW) for c, wj in zip(convs, weights)])  # (m * C, 1, 5, 5)
         y = F.conv2d(z.reshape(n, m * C, H, W), w, padding=WINDOW // 2, groups=m * C)
         return list(y.view(n, m, C, H, W).unbind(1))
-    return [F.conv2d(z[:, j], c.weight, padding=c.padding, dilation=c.dilation, groups=c.groups)
-            for j, c in enumerate(convs)]
+    return [F.conv2d(z[:, j], wj, padding=c.padding, dilation=c.dilation, groups=c.groups)
+            for j, (c, wj) in enumerate(zip(convs, weights))]
 
 
 @MIXED_OPS.register("fused_recompute")
