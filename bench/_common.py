@@ -22,14 +22,15 @@ if importlib.util.find_spec("nascore") is None:  # a bare GPU machine with torch
     sys.path.insert(0, str(SRC))
 
 
-def parser(doc: str, *, steps: bool = True) -> argparse.ArgumentParser:
-    """The options every benchmark shares; scripts add their sizes."""
+def parser(doc: str, *, steps: bool = True, runs: bool = True) -> argparse.ArgumentParser:
+    """The options every benchmark shares; scripts add their sizes (steps / runs: for timed loops)."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
     if steps:
         p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
         p.add_argument("--steps", type=int, default=10, help="steps per timed run")
-    p.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported")
+    if runs:
+        p.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported")
     p.add_argument("--no-save", action="store_true", help="print only, do not append to reports/bench/")
     return p
 

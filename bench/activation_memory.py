@@ -34,7 +34,7 @@ def saved_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int
 
 
 def main() -> None:
-    p = parser(__doc__, steps=False)
+    p = parser(__doc__, steps=False, runs=False)  # a byte count, not a timing
     p.set_defaults(device="cpu")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--layers", type=int, default=8)

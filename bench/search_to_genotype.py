@@ -33,8 +33,7 @@ IMPLS = {  # name: (mixed op, bf16 autocast)
 
 
 def main() -> None:
-    p = parser(__doc__, steps=False)
-    p.set_defaults(runs=1)
+    p = parser(__doc__, steps=False, runs=False)  # one whole search, timed once
     p.add_argument("--impl", default="fused_bf16", choices=list(IMPLS))
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--images", type=int, default=50_000, help="training images, split 50/50 into S_train / S_val")

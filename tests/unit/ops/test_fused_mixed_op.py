@@ -103,4 +103,3 @@ def test_supernet_on_cuda_fused_matches_reference(impl, no_tf32):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-4, msg=f"grad of {n}")
     for (n, b), (_, c) in zip(nets[0].named_buffers(), nets[1].named_buffers()):
         torch.testing.assert_close(c, b, rtol=1e-4, atol=1e-5, msg=f"buffer {n}")
-

@@ -61,9 +61,14 @@ INTERPRETED = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
 CUDA = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
                           reason="needs a CUDA device: the compiled Triton kernels")
 SHAPES = [(3, 2, 4, 5, 5), (2, 3, 8, 7, 9), (1, 1, 3, 4, 4)]
+# the same checks in the interpreter (CPU tensors, every machine) and compiled (CUDA, a GPU session)
+DEVICES = [pytest.param("cpu", marks=INTERPRETED, id="interpreted"), pytest.param("cuda", marks=CUDA, id="cuda")]
 
 
-def _kernels_match_pytorch(training, shape, device):
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_triton_kernels_match_pytorch(training, shape, device):
     z, w = (t.to(device) for t in _inputs(torch.float32, shape))
     bns = [nn.BatchNorm2d(shape[2], affine=False).to(device) for _ in range(shape[1])]
     for b in bns:
@@ -80,7 +85,9 @@ def _kernels_match_pytorch(training, shape, device):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
-def _fused_edge_matches_the_reference_loop(stride, device):
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_edge_with_triton_matches_the_reference_loop(stride, device, no_tf32):
     from nascore.ops import MIXED_OPS
     from nascore.spaces.darts import PRIMITIVES
 
@@ -99,22 +106,6 @@ def _fused_edge_matches_the_reference_loop(stride, device):
     for got, want in zip(results[1], results[0]):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
-
-# the same checks in the interpreter (CPU tensors, every machine) and compiled (CUDA, a GPU session)
-DEVICES = [pytest.param("cpu", marks=INTERPRETED, id="interpreted"), pytest.param("cuda", marks=CUDA, id="cuda")]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape", SHAPES)
-def test_triton_kernels_match_pytorch(training, shape, device):
-    _kernels_match_pytorch(training, shape, device)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("stride", [1, 2])
-def test_fused_edge_with_triton_matches_the_reference_loop(stride, device, no_tf32):
-    _fused_edge_matches_the_reference_loop(stride, device)
 
 
 def test_triton_under_interpreter():
