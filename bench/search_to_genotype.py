@@ -7,7 +7,7 @@ on them, so the genotype found says nothing). One JSON line, reports/bench/searc
 Every epoch is the same work, so min_per_epoch x 50 is the 50-epoch time where a shorter run must
 do (the device tool allows 10 minutes per command); wall_min is what was measured.
 
-  python bench/search_to_genotype.py                                   # 50 epochs, fused, bf16
+  python bench/search_to_genotype.py                                   # 50 epochs, fused, bf16, NHWC
   python bench/search_to_genotype.py --impl reference_fp32 --epochs 2  # the original's settings, 2 epochs
   python bench/search_to_genotype.py --device cpu --images 64 --epochs 1 --layers 3 --C 4 --no-save
 """
@@ -25,16 +25,17 @@ from nascore.supernets import DartsSupernet
 from nascore.train.loop import Trainer
 
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
-IMPLS = {  # name: (mixed op, bf16 autocast)
-    "reference_fp32": ("reference", False),
-    "fused_fp32": ("fused", False),
-    "fused_bf16": ("fused", True),
+IMPLS = {  # name: (mixed op, bf16 autocast, channels_last); fused_bf16_cl: the search stage on a GPU
+    "reference_fp32": ("reference", False, False),
+    "fused_fp32": ("fused", False, False),
+    "fused_bf16": ("fused", True, False),
+    "fused_bf16_cl": ("fused", True, True),
 }
 
 
 def main() -> None:
     p = parser(__doc__, steps=False, runs=False)  # one whole search, timed once
-    p.add_argument("--impl", default="fused_bf16", choices=list(IMPLS))
+    p.add_argument("--impl", default="fused_bf16_cl", choices=list(IMPLS))
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--images", type=int, default=50_000, help="training images, split 50/50 into S_train / S_val")
     p.add_argument("--batch", type=int, default=64)
@@ -43,7 +44,7 @@ def main() -> None:
     p.add_argument("--C", type=int, default=16)
     args = p.parse_args()
     device = get_device(args.device)
-    mixed_op, bf16 = IMPLS[args.impl]
+    mixed_op, bf16, channels_last = IMPLS[args.impl]
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
@@ -57,7 +58,8 @@ def main() -> None:
     model = DartsSupernet(args.C, 10, args.layers, mixed_op=mixed_op).to(device)
     strategy = DifferentiableSearch(model, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
                                     epochs=args.epochs, arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
-                                    order=args.order, autocast_dtype=torch.bfloat16 if bf16 else None)
+                                    order=args.order, autocast_dtype=torch.bfloat16 if bf16 else None,
+                                    channels_last=channels_last)
     trainer = Trainer(strategy, batches, args.epochs, seed=0, hooks=[SearchMonitor(model, val)], desc="search")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -142,3 +142,35 @@ def test_second_order_gradient_is_the_same_with_fused_ops(mixed_op):
         grads[impl] = [a.grad.clone() for a in model.arch_parameters()]
     for ref, got in zip(grads["reference"], grads[mixed_op]):
         torch.testing.assert_close(got, ref)
+
+
+@pytest.mark.parametrize("mixed_op,order,one_level", [("reference", 1, False), ("fused", 1, False),
+                                                      ("fused", 2, False), ("reference", 1, True)])
+def test_channels_last_search_makes_the_same_updates(mixed_op, order, one_level):
+    """channels_last (the GPU fast path's layout) changes where the bytes lie, not the search: the
+    supernet's conv weights and every input the supernet sees are NHWC, and the updates are those
+    of the contiguous layout."""
+    g = torch.Generator().manual_seed(1)
+    pairs = [tuple((torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64),
+                    torch.randint(0, 3, (6,), generator=g)) for _ in range(2)) for _ in range(2)]
+    batches = [p[0] if one_level else p for p in pairs]
+    states, layouts = {}, []
+    for cl in (False, True):
+        torch.manual_seed(0)
+        model = DartsSupernet(C=4, num_classes=3, layers=3, mixed_op=mixed_op).double()
+        s = DifferentiableSearch(model, lr=0.05, lr_min=0.05, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+                                 epochs=1, arch_lr=3e-3, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
+                                 order=order, one_level=one_level, channels_last=cl)
+        if cl:
+            model.register_forward_pre_hook(
+                lambda _m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+            # the weights where the layouts differ (depthwise and 1x1 kernels are both at once)
+            convs = [p for p in model.weight_parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[-1] > 1]
+            assert convs and all(p.is_contiguous(memory_format=torch.channels_last)
+                                 and not p.is_contiguous() for p in convs)
+        for b in batches:
+            s.step(b)
+        states[cl] = model.state_dict()
+    assert layouts and all(layouts)  # every supernet forward of the steps got an NHWC batch
+    for name, p in states[False].items():
+        torch.testing.assert_close(states[True][name], p, rtol=1e-9, atol=1e-11, msg=name)

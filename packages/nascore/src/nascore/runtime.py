@@ -67,6 +67,23 @@ def autocast_dtype(run: RunParams, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if run.amp and device.type == "cuda" else None
 
 
+def use_channels_last(run: RunParams, device: torch.device) -> bool:
+    return run.channels_last and device.type == "cuda"
+
+
+def check_layout(model: torch.nn.Module, autocast_dtype: torch.dtype | None, channels_last: bool) -> None:
+    """Refuse reduced-precision autocast with channels_last on a CPU model: there PyTorch's oneDNN
+    backward computes wrong weight gradients for grouped dilated convolutions (DARTS's dil_conv_*,
+    depthwise), silently (relative error ~1 and NaN with torch 2.15; dense and undilated convs are
+    right). The stages never ask for it (amp and channels_last apply on CUDA only)."""
+    device = next(model.parameters()).device
+    if channels_last and autocast_dtype is not None and device.type == "cpu":
+        raise ValueError(
+            f"channels_last with {autocast_dtype} autocast on the CPU: PyTorch's oneDNN computes wrong weight "
+            "gradients for grouped dilated convs (dil_conv_*) in that layout. Use channels_last on CUDA only "
+            "(run.channels_last applies only there), or fp32 on the CPU.")
+
+
 def compile_network(net: torch.nn.Module, run: RunParams, device: torch.device) -> bool:
     """torch.compile `net` in place when run.compile says so (True if it did). In place: the
     state_dict keeps its keys, so checkpoints and saved models do not depend on the switch. Under

@@ -23,7 +23,8 @@ from nascore.layout import read_json, write_json
 from nascore.methods.base import METHODS, Method, Timer, genotype_tags
 from nascore.models import create_model
 from nascore.ops import MIXED_OPS, OPS
-from nascore.runtime import autocast_dtype, compile_network, hardware, init_distributed, setup
+from nascore.runtime import (autocast_dtype, compile_network, hardware, init_distributed, setup,
+                             use_channels_last)
 from nascore.spaces.darts import CellSpace
 from nascore.strategies.darts import DifferentiableSearch
 from nascore.strategies.regularisers import edge_entropy
@@ -223,7 +224,7 @@ class DartsMethod(Method):
             grad_clip=p.grad_clip, epochs=epochs, arch_lr=p.arch_lr, arch_betas=tuple(p.arch_betas),
             arch_weight_decay=p.arch_weight_decay, order=p.order, hvp_eps=p.hvp_eps,
             arch_regulariser=self.arch_regulariser(), autocast_dtype=autocast_dtype(run, device),
-            one_level=self.one_level())
+            one_level=self.one_level(), channels_last=use_channels_last(run, device))
         ckpt = CheckpointHook(self.layout.checkpoints(self.name) / f"{stage}.pt",
                               self.params.fingerprint("search") + fingerprint_extra, p.checkpoint_every_steps,
                               device=device)
@@ -308,7 +309,7 @@ class DartsMethod(Method):
                                 shuffle=True, seed=run.seed, drop_last=ddp, rank=rank, world=world)
         num_classes = len(tensors["classes"])
         net = self.build_network(genotype, family, num_classes, tp).to(device)
-        channels_last = run.channels_last and device.type == "cuda"
+        channels_last = use_channels_last(run, device)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         compiled = compile_network(net, run, device)

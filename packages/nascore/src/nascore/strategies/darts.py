@@ -7,6 +7,9 @@ Lifecycle (NASLib's contract): build with a supernet, `new_epoch`, `step(batch)`
 Bi-level (DARTS): alpha steps on a validation batch, weights on a training batch; the step
 takes `((x_train, y_train), (x_val, y_val))`. One-level (StacNAS, seed 004 claims 6-7): one
 loss on one training batch `(x, y)`, whose backward pass feeds both optimisers.
+
+`channels_last=True` puts the supernet's conv weights and every input batch in channels_last
+(NHWC) memory format, the layout GPU convolutions prefer; the updates are the same.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from torch.func import functional_call
 
 from nascore.genotype import Genotype
 from nascore.registry import Registry
+from nascore.runtime import check_layout
 
 STRATEGIES: Registry = Registry("search strategy")
 
@@ -35,7 +39,8 @@ class DifferentiableSearch:
                  weight_decay: float, grad_clip: float, epochs: int, arch_lr: float,
                  arch_betas: tuple[float, float], arch_weight_decay: float, order: int = 1,
                  arch_regulariser: Regulariser | None = None, hvp_eps: float = 0.01,
-                 autocast_dtype: torch.dtype | None = None, one_level: bool = False) -> None:
+                 autocast_dtype: torch.dtype | None = None, one_level: bool = False,
+                 channels_last: bool = False) -> None:
         from timm.scheduler import CosineLRScheduler
 
         if order not in (1, 2):
@@ -45,10 +50,15 @@ class DifferentiableSearch:
         self.model, self.order, self.grad_clip, self.one_level = model, order, grad_clip, one_level
         self.momentum, self.weight_decay, self.hvp_eps = momentum, weight_decay, hvp_eps
         self.arch_regulariser = arch_regulariser
-        self.autocast_dtype = autocast_dtype
-        self.w_optim = torch.optim.SGD(model.weight_parameters(), lr, momentum=momentum,
+        check_layout(model, autocast_dtype, channels_last)
+        self.autocast_dtype, self.channels_last = autocast_dtype, channels_last
+        if channels_last:  # in place: the optimisers below hold the same Parameter objects
+            model.to(memory_format=torch.channels_last)
+        # the supernet's parameter sets are fixed for its search: listed once, not in every step
+        self.weights, self.alphas = model.weight_parameters(), model.arch_parameters()
+        self.w_optim = torch.optim.SGD(self.weights, lr, momentum=momentum,
                                        weight_decay=weight_decay)
-        self.a_optim = torch.optim.Adam(model.arch_parameters(), lr=arch_lr,
+        self.a_optim = torch.optim.Adam(self.alphas, lr=arch_lr,
                                         betas=tuple(arch_betas), weight_decay=arch_weight_decay)
         # cosine from lr to lr_min over the search epochs, stepped per epoch (DARTS train_search.py)
         self.scheduler = CosineLRScheduler(self.w_optim, t_initial=epochs, lr_min=lr_min,
@@ -67,14 +77,16 @@ class DifferentiableSearch:
         """Bi-level: one architecture step on the val batch, then one weight step on the train
         batch. One-level: both from the same training batch."""
         if self.one_level:
-            return self._one_level_step(*batch)
+            x, y = batch
+            return self._one_level_step(self._layout(x), y)
         (x_train, y_train), (x_val, y_val) = batch
+        x_train, x_val = self._layout(x_train), self._layout(x_val)
         # Each backward computes only the gradients its optimiser uses: the alpha step skips every
         # conv weight gradient, the weight step every alpha gradient (the original code computes
         # both each time and discards half).
         self.a_optim.zero_grad(set_to_none=True)
         if self.order == 1:
-            self._arch_loss(x_val, y_val).backward(inputs=self.model.arch_parameters())
+            self._arch_loss(x_val, y_val).backward(inputs=self.alphas)
         else:
             self._unrolled_backward(x_train, y_train, x_val, y_val)
         self.a_optim.step()
@@ -83,8 +95,8 @@ class DifferentiableSearch:
         with self._autocast():
             logits = self.model(x_train)
             loss = F.cross_entropy(logits, y_train)
-        loss.backward(inputs=self.model.weight_parameters())
-        nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.grad_clip)
+        loss.backward(inputs=self.weights)
+        nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
         self.w_optim.step()
         return _step_metrics(loss, logits, y_train)
 
@@ -98,7 +110,7 @@ class DifferentiableSearch:
             loss = F.cross_entropy(logits, y)
         objective = loss if self.arch_regulariser is None else loss + self.arch_regulariser(self.model)
         objective.backward()
-        nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.grad_clip)
+        nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
         self.a_optim.step()
         self.w_optim.step()
         return _step_metrics(loss, logits, y)
@@ -117,6 +129,9 @@ class DifferentiableSearch:
         self.scheduler.load_state_dict(state["scheduler"])
 
     # -- architecture gradients ------------------------------------------------------
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
     def _autocast(self):
         device = next(self.model.parameters()).device.type
         return torch.autocast(device, dtype=self.autocast_dtype or torch.float32,
@@ -166,7 +181,9 @@ class DifferentiableSearch:
 
     def _hessian_vector_product(self, names, params, vector, x, y) -> list[torch.Tensor]:
         """(grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps), the finite
-        difference of DARTS eq. 8 with eps = hvp_eps / ||v||."""
+        difference of DARTS eq. 8 with eps = hvp_eps / ||v||. In fp32 even under autocast: the shift
+        has norm hvp_eps over all weights (~1e-5 per weight of a 2M-weight supernet), far below bf16's
+        resolution (~4e-3 relative), so cast to bf16 the two shifted networks would be the same one."""
         norm = torch.sqrt(sum((v * v).sum() for v in vector))
         eps = self.hvp_eps / (norm + 1e-12)
         alphas = self.model.arch_parameters()

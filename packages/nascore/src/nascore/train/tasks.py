@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nascore.runtime import check_layout
+
 
 class SupervisedTask:
     """Cross-entropy (+ auxiliary head) with drop-path ramped linearly over epochs (DARTS train.py)."""
@@ -16,6 +18,7 @@ class SupervisedTask:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.epochs, self.aux_weight, self.grad_clip = epochs, aux_weight, grad_clip
         self.drop_path_prob, self.label_smoothing = drop_path_prob, label_smoothing
+        check_layout(model, autocast_dtype, channels_last)
         self.autocast_dtype, self.channels_last = autocast_dtype, channels_last
 
     def new_epoch(self, epoch: int) -> None:
