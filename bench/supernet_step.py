@@ -41,13 +41,13 @@ def measure(variant: str, args, device: torch.device) -> dict:
     impl, dtype, cl, compiled, original = VARIANTS[variant]
     torch.manual_seed(0)
     model = DartsSupernet(args.C, 10, args.layers, mixed_op=impl).to(device)
-    if cl:
+    if cl:  # before compiling; the strategy below keeps it (and refuses bf16 + channels_last on a CPU)
         model = model.to(memory_format=torch.channels_last)
     if compiled:  # the module keeps its attributes (alphas, genotype); only forward is compiled
         model.forward = torch.compile(model.forward, mode=None if compiled is True else compiled)
     strategy = DifferentiableSearch(model, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
                                     epochs=1, arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
-                                    order=args.order, autocast_dtype=dtype)
+                                    order=args.order, autocast_dtype=dtype, channels_last=cl)
     g = torch.Generator(device="cpu").manual_seed(1)
     fmt = torch.channels_last if cl else torch.contiguous_format
     batch = tuple((torch.randn(args.batch, 3, 32, 32, generator=g).to(device, memory_format=fmt),
