@@ -120,8 +120,9 @@ class FusedMixedOp(MixedOp):
                 self.pools.append(k)
             else:  # skip_connect (identity / FactorizedReduce) and any other op: applied as is
                 self.other.append(k)
-        for k in self.convs:
-            first = self._stage(k, 0)
+        # the (ReLU, depthwise, pointwise, BN) stages of the conv candidates, listed once for every forward
+        self.first = [self._stage(k, 0) for k in self.convs]
+        for k, first in zip(self.convs, self.first):
             if not (first[1].groups == first[1].in_channels and first[3].affine is False):
                 raise ValueError(f"fused mixed op: {self.primitives[k]} is not an affine-free depthwise conv")
         # positions in self.convs of the one-stage (dil) and two-stage (sep) candidates, and their ops
@@ -129,6 +130,7 @@ class FusedMixedOp(MixedOp):
         self.two = [j for j, k in enumerate(self.convs) if isinstance(self._ops[k], SepConv)]
         self.one_ops = [self.convs[j] for j in self.one]
         self.two_ops = [self.convs[j] for j in self.two]
+        self.second = [self._stage(k, 1) for k in self.two_ops]
 
     def _stage(self, k: int, i: int) -> DilConv:
         op = self._ops[k]
@@ -161,15 +163,15 @@ class FusedMixedOp(MixedOp):
 
     def _first_stage(self, x: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
         """ReLU (once for every conv candidate), the depthwise convs, the pointwise GEMM."""
-        dws = [self._stage(k, 0)[1] for k in self.convs]
-        return _pointwise(_depthwise(F.relu(x), dws, self.stride, w[:len(dws)]), w[len(dws):])
+        m = len(self.first)
+        return _pointwise(_depthwise(F.relu(x), [s[1] for s in self.first], self.stride, w[:m]), w[m:])
 
     def _second_stage(self, zz: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
-        dws = [self._stage(k, 1)[1] for k in self.two_ops]
-        return _pointwise(_depthwise_per_candidate(F.relu(zz), dws, w[:len(dws)]), w[len(dws):])
+        m = len(self.second)
+        return _pointwise(_depthwise_per_candidate(F.relu(zz), [s[1] for s in self.second], w[:m]), w[m:])
 
     def _conv_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        first = [self._stage(k, 0) for k in self.convs]
+        first, second = self.first, self.second
         z = self._stage_call(self._first_stage, x, *[s[1].weight for s in first], *[s[2].weight for s in first])
         out = 0
         if self.one:
@@ -177,7 +179,6 @@ class FusedMixedOp(MixedOp):
         if self.two:
             # first-stage BN (no arch weight), then the second stage of every sep conv
             zz = _stacked_bn(z[:, self.two], [first[j][3] for j in self.two], self.training)
-            second = [self._stage(k, 1) for k in self.two_ops]
             z2 = self._stage_call(self._second_stage, zz, *[s[1].weight for s in second],
                                   *[s[2].weight for s in second])
             out = out + _edge_sum(z2, [s[3] for s in second], weights[self.two_ops], self.training)

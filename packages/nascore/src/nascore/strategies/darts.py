@@ -170,7 +170,7 @@ class DifferentiableSearch:
             unrolled[name] = (p.detach() - xi * step).requires_grad_(True)
 
         val_loss = self._arch_loss(x_val, y_val, unrolled)
-        alphas = self.model.arch_parameters()
+        alphas = self.alphas
         out = torch.autograd.grad(val_loss, alphas + list(unrolled.values()), allow_unused=True)
         d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, out[:len(alphas)])]
         vector = [torch.zeros_like(p) if g is None else g for p, g in zip(params, out[len(alphas):])]
@@ -186,7 +186,7 @@ class DifferentiableSearch:
         resolution (~4e-3 relative), so cast to bf16 the two shifted networks would be the same one."""
         norm = torch.sqrt(sum((v * v).sum() for v in vector))
         eps = self.hvp_eps / (norm + 1e-12)
-        alphas = self.model.arch_parameters()
+        alphas = self.alphas
         grads = []
         for sign in (1.0, -1.0):
             shifted = {n: p.detach() + sign * eps * v for n, p, v in zip(names, params, vector)}
