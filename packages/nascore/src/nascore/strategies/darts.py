@@ -56,10 +56,11 @@ class DifferentiableSearch:
             model.to(memory_format=torch.channels_last)
         # the supernet's parameter sets are fixed for its search: listed once, not in every step
         self.weights, self.alphas = model.weight_parameters(), model.arch_parameters()
+        # foreach: one kernel per update over all tensors (the CUDA default; on a CPU the same arithmetic)
         self.w_optim = torch.optim.SGD(self.weights, lr, momentum=momentum,
-                                       weight_decay=weight_decay)
-        self.a_optim = torch.optim.Adam(self.alphas, lr=arch_lr,
-                                        betas=tuple(arch_betas), weight_decay=arch_weight_decay)
+                                       weight_decay=weight_decay, foreach=True)
+        self.a_optim = torch.optim.Adam(self.alphas, lr=arch_lr, betas=tuple(arch_betas),
+                                        weight_decay=arch_weight_decay, foreach=True)
         # cosine from lr to lr_min over the search epochs, stepped per epoch (DARTS train_search.py)
         self.scheduler = CosineLRScheduler(self.w_optim, t_initial=epochs, lr_min=lr_min,
                                            warmup_t=0, t_in_epochs=True)
@@ -86,7 +87,7 @@ class DifferentiableSearch:
         # both each time and discards half).
         self.a_optim.zero_grad(set_to_none=True)
         if self.order == 1:
-            self._arch_loss(x_val, y_val).backward(inputs=self.alphas)
+            _backward(self._arch_loss(x_val, y_val), self.alphas)
         else:
             self._unrolled_backward(x_train, y_train, x_val, y_val)
         self.a_optim.step()
@@ -95,8 +96,8 @@ class DifferentiableSearch:
         with self._autocast():
             logits = self.model(x_train)
             loss = F.cross_entropy(logits, y_train)
-        loss.backward(inputs=self.weights)
-        nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
+        _backward(loss, self.weights)
+        nn.utils.clip_grad_norm_(self.weights, self.grad_clip, foreach=True)
         self.w_optim.step()
         return _step_metrics(loss, logits, y_train)
 
@@ -109,8 +110,8 @@ class DifferentiableSearch:
             logits = self.model(x)
             loss = F.cross_entropy(logits, y)
         objective = loss if self.arch_regulariser is None else loss + self.arch_regulariser(self.model)
-        objective.backward()
-        nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
+        _backward(objective, self.alphas + self.weights)
+        nn.utils.clip_grad_norm_(self.weights, self.grad_clip, foreach=True)
         self.a_optim.step()
         self.w_optim.step()
         return _step_metrics(loss, logits, y)
@@ -196,6 +197,13 @@ class DifferentiableSearch:
         plus = [z if g is None else g for z, g in zip(zero, grads[0])]
         minus = [z if g is None else g for z, g in zip(zero, grads[1])]
         return [(gp - gn) / (2 * eps) for gp, gn in zip(plus, minus)]
+
+
+def _backward(loss: torch.Tensor, params: list[torch.Tensor]) -> None:
+    """loss.backward(inputs=params) for parameters whose .grad is None (zero_grad(set_to_none=True)):
+    the gradients assigned, not accumulated, which spares autograd one op per parameter."""
+    for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+        p.grad = g
 
 
 def _step_metrics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
