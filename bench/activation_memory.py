@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from _common import REPORTS, device_name, get_device, parser
 from nascore.supernets import DartsSupernet
 
-IMPLS = ["reference", "fused", "fused_recompute"]
+IMPLS = ["reference", "fused", "fused_recompute", "batched"]
 
 
 def saved_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:

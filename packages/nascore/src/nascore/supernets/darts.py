@@ -14,6 +14,7 @@ from torch import nn
 
 from nascore.genotype import Genotype
 from nascore.ops import MIXED_OPS, FactorizedReduce, ReLUConvBN
+from nascore.ops.batched import WeightBank
 from nascore.registry import Registry
 from nascore.spaces.darts import CellSpace
 
@@ -43,6 +44,10 @@ class SearchCell(nn.Module):
             for i, (_, src) in enumerate(space.edges()))
         # columns of the alpha row each edge reads (buffers, so they live on the module's device);
         # without edge_ops an edge reads its whole row
+        # a mixed op with a cell-level implementation (ops/batched.py) computes all edges at once
+        cell = getattr(op_cls, "cell", None)
+        self.batched = (cell((self.preprocess0, self.preprocess1), space.edges(), self.edges, space.primitives,
+                             C, reduction, space.multiplier) if cell is not None else None)
         self.subset = edge_ops is not None
         for i, e in enumerate(edge_ops or []):
             self.register_buffer(f"cols_{i}", torch.tensor([space.primitives.index(op) for op in e]),
@@ -51,7 +56,10 @@ class SearchCell(nn.Module):
     def edge_weights(self, weights: torch.Tensor, i: int) -> torch.Tensor:
         return weights[i, getattr(self, f"cols_{i}")] if self.subset else weights[i]
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
+                conv_weights: tuple | None = None) -> torch.Tensor:
+        if self.batched is not None:
+            return self.batched(s0, s1, weights, conv_weights)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for j in range(self.space.steps):
@@ -98,6 +106,9 @@ class DartsSupernet(nn.Module):
             self.cell_keys.append(key)
             reduction_prev = reduction
             C_pp, C_p = C_p, self.space.multiplier * C_curr
+        batched = [cell.batched for cell in self.cells if cell.batched is not None]
+        # a batched mixed op: every cell's conv weights assembled at once per forward
+        self.weight_bank = WeightBank(batched) if batched else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_classes)
         n_ops = len(self.space.primitives)
@@ -128,9 +139,10 @@ class DartsSupernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = self.alpha_probs()
+        conv = self.weight_bank() if self.weight_bank is not None else [None] * len(self.cells)
         s0 = s1 = self.stem(x)
-        for cell, key in zip(self.cells, self.cell_keys):
-            s0, s1 = s1, cell(s0, s1, probs[key])
+        for cell, key, w in zip(self.cells, self.cell_keys, conv):
+            s0, s1 = s1, cell(s0, s1, probs[key], w)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     def alpha_probs(self) -> dict[str, torch.Tensor]:
