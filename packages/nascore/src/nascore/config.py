@@ -61,9 +61,12 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 errors.append(e)
         raise ParamsError(f"{path}: got {value!r}, expected {_type_name(tp)}")
     if origin is Literal:
-        if value in typing.get_args(tp):
+        if value in typing.get_args(tp) and type(value) in {type(a) for a in typing.get_args(tp)}:
             return value
-        raise ParamsError(f"{path}: got {value!r}, expected {_type_name(tp)}")
+        hint = ""
+        if isinstance(value, bool) and {"on", "off"} & set(typing.get_args(tp)):
+            hint = " (YAML reads an unquoted on/off/yes/no as a boolean: quote it, e.g. \"off\")"
+        raise ParamsError(f"{path}: got {value!r}, expected {_type_name(tp)}{hint}")
     if tp is type(None):
         if value is None:
             return None

@@ -31,8 +31,14 @@ class RunParams:
         "default", doc="torch.compile mode; reduce-overhead replays the static-shape step as a CUDA graph")
     compile_backend: str = spec("inductor", doc="torch.compile backend (aot_eager: tracing without code "
                                                 "generation, for debugging)")
+    cuda_graphs: Literal["auto", "on", "off"] = spec(
+        "off", doc="replay the first-order search step and the fine-tuning step as CUDA graphs: on, off, or "
+                   "auto = on CUDA (not under torchrun, not for a network compiled with reduce-overhead)")
 
     def validate(self, path: str) -> None:
+        if self.cuda_graphs == "on" and self.compile == "on" and self.compile_mode == "reduce-overhead":
+            raise ParamsError(f"{path}.cuda_graphs: 'on' with compile_mode 'reduce-overhead', which captures "
+                              "CUDA graphs itself; use one of them (cuda_graphs: off, or compile_mode: default)")
         if self.compile_mode != "default" and self.compile_backend != "inductor":
             raise ParamsError(f"{path}.compile_mode: {self.compile_mode!r} is an inductor mode, but "
                               f"compile_backend is {self.compile_backend!r}; use compile_mode: default "

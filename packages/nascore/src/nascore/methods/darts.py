@@ -31,6 +31,7 @@ from nascore.strategies.regularisers import edge_entropy
 from nascore.supernets import SUPERNETS
 from nascore.tracking import MLflowHook, configure, log_genotype, start_run
 from nascore.train import CheckpointHook, Hook, Trainer
+from nascore.train.graphs import graphs_wanted
 from nascore.train.tasks import SupervisedTask
 
 
@@ -224,7 +225,8 @@ class DartsMethod(Method):
             grad_clip=p.grad_clip, epochs=epochs, arch_lr=p.arch_lr, arch_betas=tuple(p.arch_betas),
             arch_weight_decay=p.arch_weight_decay, order=p.order, hvp_eps=p.hvp_eps,
             arch_regulariser=self.arch_regulariser(), autocast_dtype=autocast_dtype(run, device),
-            one_level=self.one_level(), channels_last=use_channels_last(run, device))
+            one_level=self.one_level(), channels_last=use_channels_last(run, device),
+            cuda_graphs=graphs_wanted(run.cuda_graphs, device), graphs_strict=run.cuda_graphs == "on")
         ckpt = CheckpointHook(self.layout.checkpoints(self.name) / f"{stage}.pt",
                               self.params.fingerprint("search") + fingerprint_extra, p.checkpoint_every_steps,
                               device=device)
@@ -321,10 +323,13 @@ class DartsMethod(Method):
         optimizer = torch.optim.SGD(model.parameters(), tp.lr, momentum=tp.momentum,
                                     weight_decay=tp.weight_decay)
         scheduler = _scheduler(optimizer, tp)
+        # CUDA graphs: one process (DDP's hooks are not captured here); reduce-overhead captures its own
+        graphs = (graphs_wanted(run.cuda_graphs, device) and not ddp
+                  and not (compiled and run.compile_mode == "reduce-overhead"))
         task = SupervisedTask(model, optimizer, scheduler, epochs=tp.epochs, aux_weight=tp.auxiliary_weight,
                               grad_clip=tp.grad_clip, drop_path_prob=tp.drop_path_prob,
                               label_smoothing=tp.label_smoothing, autocast_dtype=autocast_dtype(run, device),
-                              channels_last=channels_last)
+                              channels_last=channels_last, cuda_graphs=graphs, graphs_strict=run.cuda_graphs == "on")
         ckpt = CheckpointHook(self.layout.checkpoints(self.name) / f"finetune-{dataset}.pt",
                               self.params.fingerprint("finetune") + genotype.canonical_hash() + f"x{world}",
                               tp.checkpoint_every_steps, device=device, data_parallel=ddp)
@@ -353,7 +358,7 @@ class DartsMethod(Method):
         status = {"status": "ok", "mlflow_run_id": mlrun.info.run_id, "genotype_hash": genotype.canonical_hash(),
                   "dataset": manifest["display_name"], "epochs": tp.epochs, "train_seconds": round(t.seconds, 1),
                   "train_err": round(history[-1]["train_err"], 4), "train_images": len(batches.x),
-                  "processes": world, "compiled": compiled}
+                  "processes": world, "compiled": compiled, "cuda_graphs": graphs}
         write_json(out / "status.json", status)
         return status
 

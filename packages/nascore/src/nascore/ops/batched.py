@@ -251,10 +251,16 @@ class BatchedCell(nn.Module):
         self.alpha_sizes = [len(c) for c in cols]
         self.register_buffer("alpha_cols", torch.tensor([c for cs in cols for c in cs], dtype=torch.long),
                              persistent=False)
+        n_inter = self.n_nodes - 2
         for i, g in enumerate(self.groups):  # the intermediate node (0-based) each output row adds to
-            for name, entries in (("final", g.final), ("skip", g.of("skip"))):
-                rows = [g.first - 2 + e.target for e in entries for _ in g.sources]
-                self.register_buffer(f"{name}_rows_{i}", torch.tensor(rows, dtype=torch.long), persistent=False)
+            others = [[g.first - 2 + e.target] for _, e in g.others]
+            for name, rows in (("final", [g.first - 2 + e.target for e in g.final for _ in g.sources]),
+                               ("skip", [g.first - 2 + e.target for e in g.of("skip") for _ in g.sources]),
+                               *((f"other{j}", r) for j, r in enumerate(others))):
+                index = torch.tensor(rows, dtype=torch.long)
+                self.register_buffer(f"{name}_rows_{i}", index, persistent=False)
+                # the same as a 0/1 matrix: the deterministic sum where index_add uses atomics
+                self.register_buffer(f"{name}_onehot_{i}", F.one_hot(index, n_inter).float(), persistent=False)
         if bns and any((b.eps, b.momentum) != (bns[0].eps, bns[0].momentum) for b in bns):
             raise ValueError("batched cell: the candidates' BatchNorms differ in eps or momentum")
         self.eps, self.momentum = (bns[0].eps, bns[0].momentum) if bns else (1e-5, 0.1)
@@ -323,17 +329,18 @@ class BatchedCell(nn.Module):
         s, stride = states[0], self.groups[0].stride
         return s.new_zeros(s.shape[0], self.C, -(-s.shape[2] // stride), -(-s.shape[3] // stride)) * weights.sum()
 
-    def _scatter(self, acc: torch.Tensor | None, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """acc[:, rows[m]] += values[:, m] for every m, out of place (acc None: zeros)."""
+    def _scatter(self, acc: torch.Tensor | None, name: str, values: torch.Tensor) -> torch.Tensor:
+        """acc[:, rows[m]] += values[:, m] for every m (rows: the buffer `{name}_rows`), out of place
+        (acc None: zeros)."""
         if acc is None:
             acc = values.new_zeros(values.shape[0], self.n_nodes - 2, *values.shape[2:])
         elif acc.dtype != values.dtype:  # bf16 autocast: every contribution in the accumulator's dtype
             values = values.to(acc.dtype)
         if torch.are_deterministic_algorithms_enabled() and values.device.type in ATOMIC_INDEX_ADD:
             # index_add accumulates repeated rows with atomics there: sum with a 0/1 matrix instead
-            onehot = F.one_hot(rows, acc.shape[1]).to(values.dtype)
+            onehot = getattr(self, f"{name.replace('rows', 'onehot')}").to(values.dtype)
             return acc + torch.einsum("mt,nmchw->ntchw", onehot, values)
-        return _IndexAdd.apply(acc, rows, values)
+        return _IndexAdd.apply(acc, getattr(self, name), values)
 
     def _preprocess(self, module: nn.Module, kind: str, s: torch.Tensor, stats) -> torch.Tensor:
         if kind == "module":
@@ -379,16 +386,15 @@ class BatchedCell(nn.Module):
             final.append(self._factorized_reduce(r, fr.pop(0), fr.pop(0), S, len(g.of("fr"))))
         if final:  # every final BatchNorm at once, alphas as its scale, then into the target nodes
             y = torch.native_batch_norm(_cat(final, 1), scale, None, *stats[1], train, self.momentum, self.eps)[0]
-            acc = self._scatter(acc, getattr(self, f"final_rows_{i}"), y.view(y.shape[0], -1, C, *y.shape[2:]))
+            acc = self._scatter(acc, f"final_rows_{i}", y.view(y.shape[0], -1, C, *y.shape[2:]))
         if g.of("skip"):
             xs = x.view(x.shape[0], 1, S, C, *x.shape[2:]) if S > 1 else x.unsqueeze(1)
             ws = skip_w.view(1, -1, S, 1, 1, 1) if S > 1 else skip_w.view(1, -1, 1, 1, 1)
             skip = xs * ws
-            acc = self._scatter(acc, getattr(self, f"skip_rows_{i}"),
-                                skip.flatten(1, 2) if S > 1 else skip)
-        for pos, e in g.others:  # candidates the batched path does not cover: their own modules
+            acc = self._scatter(acc, f"skip_rows_{i}", skip.flatten(1, 2) if S > 1 else skip)
+        for j, (pos, e) in enumerate(g.others):  # candidates the batched path does not cover: their own modules
             val = weights.reshape(-1)[e.cols[0]] * e.ops[0](states[g.sources[pos]])
-            acc = self._scatter(acc, torch.tensor([g.first - 2 + e.target], device=val.device), val.unsqueeze(1))
+            acc = self._scatter(acc, f"other{j}_rows_{i}", val.unsqueeze(1))
         return acc
 
     def _factorized_reduce(self, r: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, S: int, m: int) -> torch.Tensor:

@@ -10,6 +10,13 @@ loss on one training batch `(x, y)`, whose backward pass feeds both optimisers.
 
 `channels_last=True` puts the supernet's conv weights and every input batch in channels_last
 (NHWC) memory format, the layout GPU convolutions prefer; the updates are the same.
+
+`cuda_graphs=True` (first-order and one-level steps) replays the step as two CUDA graphs on a
+GPU (nascore.train.graphs): the architecture gradients, then the weight update with gradient
+clipping and SGD inside the graph (learning rate as a tensor); Adam's update of the few alpha
+tensors runs between them. The second-order step stays eager (its virtual step re-binds the BN
+buffers per call). The captured functions are plain PyTorch, so on a CPU they run eagerly and
+give the same updates as the default step.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from torch.func import functional_call
 from nascore.genotype import Genotype
 from nascore.registry import Registry
 from nascore.runtime import check_layout
+from nascore.train.graphs import GraphedStep, sgd_step
 
 STRATEGIES: Registry = Registry("search strategy")
 
@@ -40,7 +48,7 @@ class DifferentiableSearch:
                  arch_betas: tuple[float, float], arch_weight_decay: float, order: int = 1,
                  arch_regulariser: Regulariser | None = None, hvp_eps: float = 0.01,
                  autocast_dtype: torch.dtype | None = None, one_level: bool = False,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, cuda_graphs: bool = False, graphs_strict: bool = True) -> None:
         from timm.scheduler import CosineLRScheduler
 
         if order not in (1, 2):
@@ -64,10 +72,22 @@ class DifferentiableSearch:
         # cosine from lr to lr_min over the search epochs, stepped per epoch (DARTS train_search.py)
         self.scheduler = CosineLRScheduler(self.w_optim, t_initial=epochs, lr_min=lr_min,
                                            warmup_t=0, t_in_epochs=True)
+        # the graph-capturable step (cuda_graphs): the learning rate as a tensor, two graphs that
+        # share one memory pool (always replayed in the order they were captured)
+        self.graphed = cuda_graphs and order == 1
+        if self.graphed:
+            device = self.weights[0].device
+            self._lr = torch.tensor(float(lr), dtype=torch.float64, device=device)  # a Python float's precision
+            pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
+            self._alpha_graph = GraphedStep(self._alpha_grads, pool=pool, strict=graphs_strict)
+            self._weight_graph = GraphedStep(self._one_level_update if one_level else self._weight_update,
+                                             pool=pool, strict=graphs_strict)
 
     # -- lifecycle -------------------------------------------------------------------
     def new_epoch(self, epoch: int) -> None:
         self.scheduler.step(epoch)
+        if self.graphed:
+            self._lr.fill_(self.lr)
         self.model.train()
 
     @property
@@ -77,6 +97,8 @@ class DifferentiableSearch:
     def step(self, batch: tuple[Batch, Batch] | Batch) -> dict[str, torch.Tensor]:
         """Bi-level: one architecture step on the val batch, then one weight step on the train
         batch. One-level: both from the same training batch."""
+        if self.graphed:
+            return self._graphed_step(batch)
         if self.one_level:
             x, y = batch
             return self._one_level_step(self._layout(x), y)
@@ -116,6 +138,54 @@ class DifferentiableSearch:
         self.w_optim.step()
         return _step_metrics(loss, logits, y)
 
+    # -- the graph-capturable step (cuda_graphs) ------------------------------------------
+    def _graphed_step(self, batch) -> dict[str, torch.Tensor]:
+        """The same updates as `step`, as functions of the batch that a CUDA graph replays."""
+        if self.one_level:
+            x, y = batch
+            *grads, metrics = self._weight_graph(self._layout(x), y)
+        else:
+            (x_train, y_train), (x_val, y_val) = batch
+            grads = self._alpha_graph(self._layout(x_val), y_val)
+        for a, g in zip(self.alphas, grads):  # the graph's output tensors, read afresh every step
+            a.grad = g
+        self.a_optim.step()
+        if not self.one_level:
+            metrics = self._weight_graph(self._layout(x_train), y_train)
+        return metrics
+
+    def _alpha_grads(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        grads = torch.autograd.grad(self._arch_loss(x, y), self.alphas, allow_unused=True)
+        return [torch.zeros_like(a) if g is None else g for a, g in zip(self.alphas, grads)]
+
+    def _weight_update(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss, weight gradients, clipping and the SGD update: no host sync anywhere."""
+        with self._autocast():
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+        self._clipped_sgd(torch.autograd.grad(loss, self.weights, allow_unused=True))
+        return _step_metrics(loss, logits, y)
+
+    def _one_level_update(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """One-level: the weight update and, returned, the alpha gradients of the same loss."""
+        with self._autocast():
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+        objective = loss if self.arch_regulariser is None else loss + self.arch_regulariser(self.model)
+        grads = torch.autograd.grad(objective, self.alphas + self.weights, allow_unused=True)
+        n = len(self.alphas)
+        self._clipped_sgd(grads[n:])
+        alpha_grads = [torch.zeros_like(a) if g is None else g for a, g in zip(self.alphas, grads[:n])]
+        return (*alpha_grads, _step_metrics(loss, logits, y))
+
+    def _clipped_sgd(self, grads) -> None:
+        params = [p for p, g in zip(self.weights, grads) if g is not None]
+        grads = [g for g in grads if g is not None]
+        for p, g in zip(params, grads):
+            p.grad = g
+        nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
+        sgd_step(params, grads, self.w_optim, self._lr)
+
     def genotype(self) -> Genotype:
         return self.model.genotype()
 
@@ -128,6 +198,10 @@ class DifferentiableSearch:
         self.w_optim.load_state_dict(state["w_optim"])
         self.a_optim.load_state_dict(state["a_optim"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.graphed:  # the optimizers hold new state tensors: graphs captured on the old ones are stale
+            self._lr.fill_(self.lr)
+            self._alpha_graph.reset()
+            self._weight_graph.reset()
 
     # -- architecture gradients ------------------------------------------------------
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,8 +209,9 @@ class DifferentiableSearch:
 
     def _autocast(self):
         device = next(self.model.parameters()).device.type
+        # no cast cache: a captured graph must not keep casts of the weights from its capture
         return torch.autocast(device, dtype=self.autocast_dtype or torch.float32,
-                              enabled=self.autocast_dtype is not None)
+                              enabled=self.autocast_dtype is not None, cache_enabled=False)
 
     def _arch_loss(self, x: torch.Tensor, y: torch.Tensor, weights: dict | None = None) -> torch.Tensor:
         with self._autocast():
@@ -209,4 +284,4 @@ def _backward(loss: torch.Tensor, params: list[torch.Tensor]) -> None:
 def _step_metrics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """Sums on the device (no host sync); the trainer divides by n at the epoch's end."""
     return {"loss": loss.detach() * len(y), "correct": (logits.argmax(1) == y).sum(),
-            "n": torch.tensor(len(y), device=y.device)}
+            "n": torch.full((), len(y), device=y.device)}  # a fill, not a host-to-device copy (capturable)
