@@ -23,6 +23,7 @@ test: setup            ## unit + integration (tiny dvc repro of the ci profile) 
 bench: setup           ## CPU benchmarks (pytest-benchmark), compared side by side
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-group-by=func --benchmark-warmup=on \
 	  --benchmark-columns=min,median,mean,rounds
+	$(PY) bench/op_count.py --no-save
 	$(PY) bench/activation_memory.py --device cpu --no-save
 
 SEARCH_EPOCHS ?= 50

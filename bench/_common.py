@@ -76,33 +76,38 @@ def time_steps(step: Callable[[], None], device: torch.device, *, warmup: int, s
     return statistics.median(times), peak
 
 
-def measure_all(measure: Callable[[str], dict], variants: list[str], bench: str) -> list[dict]:
-    """measure(variant) for every variant; one that fails (e.g. a compile error on this GPU) is reported
-    on stderr as a JSON line with its error and the others still run: GPU time is scarce."""
+def measure_all(measure: Callable[[str], dict], variants: list[str], bench: str, device: torch.device,
+                save: bool) -> list[dict]:
+    """measure(variant) for every variant, each row printed (and on CUDA appended) the moment it is
+    measured; one that fails (e.g. a compile error on this GPU) is reported on stderr as a JSON line
+    with its error and the others still run: GPU time is scarce."""
     rows = []
     for v in variants:
         try:
-            rows.append(measure(v))
+            row = measure(v)
         except Exception as e:  # noqa: BLE001 (any failure of one variant)
             print(json.dumps({"bench": bench, "impl": v, "error": f"{type(e).__name__}: {e}"[:2000]}),
                   file=sys.stderr, flush=True)
+        else:
+            rows.append(row)
+            emit(row, rows, bench, device, save)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return rows
 
 
-def emit(rows: list[dict], bench: str, device: torch.device, save: bool) -> None:
-    """Add speedup_vs_eager_fp32 (against the row with impl 'eager_fp32' of the same run), print one
-    JSON line per row, and append them to reports/bench/<bench>.json when measured on CUDA."""
+def emit(row: dict, rows: list[dict], bench: str, device: torch.device, save: bool) -> None:
+    """Add speedup_vs_eager_fp32 (against the 'eager_fp32' row measured in this run, if any: a variant
+    run in its own process gets it from bench/summarise.py), print the JSON line, and append it to
+    reports/bench/<bench>.json when measured on CUDA."""
     base = next((r for r in rows if r["impl"] == "eager_fp32"), None)
-    for r in rows:
-        r["speedup_vs_eager_fp32"] = None if base is None else round(r["images_per_s"] / base["images_per_s"], 2)
-        line = json.dumps(r)
-        print(line, flush=True)
-        if save and device.type == "cuda":
-            REPORTS.mkdir(parents=True, exist_ok=True)
-            with (REPORTS / f"{bench}.json").open("a") as f:
-                f.write(line + "\n")
+    row["speedup_vs_eager_fp32"] = None if base is None else round(row["images_per_s"] / base["images_per_s"], 2)
+    line = json.dumps(row)
+    print(line, flush=True)
+    if save and device.type == "cuda":
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        with (REPORTS / f"{bench}.json").open("a") as f:
+            f.write(line + "\n")
 
 
 def original_darts_step(strategy, batch) -> dict:

@@ -39,10 +39,10 @@ def main() -> None:
             next(epoch)
 
     step_s, peak = time_steps(step, device, warmup=3, steps=len(batches), runs=args.runs)
-    emit([{"bench": "data_pipeline", "device": device_name(device), "impl": "gpu_resident_uint8", "batch": args.batch,
-           "images": args.images, "step_s": round(step_s, 6), "images_per_s": round(args.batch / step_s, 1),
-           "peak_mem_mb_per_image": None if peak is None else round(peak / args.batch, 3),
-           "runs": args.runs, "torch": torch.__version__}], "data_pipeline", device, not args.no_save)
+    emit({"bench": "data_pipeline", "device": device_name(device), "impl": "gpu_resident_uint8", "batch": args.batch,
+          "images": args.images, "step_s": round(step_s, 6), "images_per_s": round(args.batch / step_s, 1),
+          "peak_mem_mb_per_image": None if peak is None else round(peak / args.batch, 3),
+          "runs": args.runs, "torch": torch.__version__}, [], "data_pipeline", device, not args.no_save)
 
 
 if __name__ == "__main__":

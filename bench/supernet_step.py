@@ -1,18 +1,20 @@
 """GPU benchmark: one DARTS search step (alpha step on a val batch + weight step on a train batch)
 of the 8-cell, C=16, 8-op supernet, for each variant side by side in one run. Prints one JSON line
-per variant and appends it to reports/bench/supernet_step.json (CUDA only).
+per variant the moment it is measured and appends it to reports/bench/supernet_step.json (CUDA).
 
-Variants: the plain-loop mixed op stepped as the original DARTS code steps it (full backward passes;
-eager fp32 is the baseline of `speedup_vs_eager_fp32`), the same in bf16 + channels_last and under
-torch.compile, and nascore's step (each backward computes only what its optimiser uses) with the
-fused mixed op in fp32 and in bf16 + channels_last.
+Variants: `eager_fp32`, the plain-loop mixed op stepped as the original DARTS code steps it (full
+backward passes; the baseline of `speedup_vs_eager_fp32`); nascore's step (each backward computes
+only what its optimiser uses) with the plain loop, the fused op and the batched cell, eager or
+replayed as CUDA graphs (run.cuda_graphs), fp32 or bf16 + channels_last; torch.compile variants.
 
   python bench/supernet_step.py                          # CUDA: batch 64 and 256, first order
   python bench/supernet_step.py --order 2                # second-order step
+  python bench/supernet_step.py --variants batched_bf16_cl_graphs --batch 64 --kernels
   python bench/supernet_step.py --device cpu --batch 8 --layers 5 --C 4 --runs 3 --no-save   # smoke test
 
-Timing: CUDA events around `--steps` steps, warm-up steps excluded, median of `--runs` runs
-(wall clock on CPU); compile time (first step) reported apart as compile_s.
+Timing: CUDA events around `--steps` steps, warm-up steps excluded, median of `--runs` runs (wall
+clock on CPU); compile or capture time (the first steps) reported apart as compile_s. `--kernels`
+adds the CUDA kernels of one step (torch.profiler) and the ATen ops it dispatches.
 """
 from __future__ import annotations
 
@@ -20,25 +22,30 @@ import time
 
 import torch
 
-from _common import device_name, emit, get_device, measure_all, original_darts_step, parser, time_steps
+from _common import device_name, get_device, measure_all, original_darts_step, parser, time_steps
+from nascore.perf import OpCounter
 from nascore.strategies.darts import DifferentiableSearch
 from nascore.supernets import DartsSupernet
 
-VARIANTS = {  # name: (mixed op, autocast dtype, channels_last, compile (False / True / a mode), original step)
-    "eager_fp32": ("reference", None, False, False, True),
-    "eager_bf16_cl": ("reference", torch.bfloat16, True, False, True),
-    "compiled_fp32": ("reference", None, False, True, True),
-    "loop_fp32": ("reference", None, False, False, False),  # nascore's step, plain loop: the step's share
-    "fused_fp32": ("fused", None, False, False, False),
-    "fused_bf16_cl": ("fused", torch.bfloat16, True, False, False),
-    "fused_recompute_fp32": ("fused_recompute", None, False, False, False),  # fewer activations kept
+VARIANTS = {  # name: (mixed op, autocast dtype, channels_last, compile (False / True / a mode), original, graphs)
+    "eager_fp32": ("reference", None, False, False, True, False),
+    "eager_bf16_cl": ("reference", torch.bfloat16, True, False, True, False),
+    "compiled_fp32": ("reference", None, False, True, True, False),
+    "loop_fp32": ("reference", None, False, False, False, False),  # nascore's step, plain loop: the step's share
+    "fused_fp32": ("fused", None, False, False, False, False),
+    "fused_bf16_cl": ("fused", torch.bfloat16, True, False, False, False),
+    "fused_recompute_fp32": ("fused_recompute", None, False, False, False, False),  # fewer activations kept
+    "batched_fp32": ("batched", None, False, False, False, False),   # the cell computed by source state
+    "batched_bf16_cl": ("batched", torch.bfloat16, True, False, False, False),
+    "batched_fp32_graphs": ("batched", None, False, False, False, True),  # + the step replayed as CUDA graphs
+    "batched_bf16_cl_graphs": ("batched", torch.bfloat16, True, False, False, True),
     # the forward compiled with mode reduce-overhead: replayed as CUDA graphs (static shapes)
-    "fused_bf16_cl_cudagraphs": ("fused", torch.bfloat16, True, "reduce-overhead", False),
+    "fused_bf16_cl_cudagraphs": ("fused", torch.bfloat16, True, "reduce-overhead", False, False),
 }
 
 
 def measure(variant: str, args, device: torch.device) -> dict:
-    impl, dtype, cl, compiled, original = VARIANTS[variant]
+    impl, dtype, cl, compiled, original, graphs = VARIANTS[variant]
     torch.manual_seed(0)
     model = DartsSupernet(args.C, 10, args.layers, mixed_op=impl).to(device)
     if cl:  # before compiling; the strategy below keeps it (and refuses bf16 + channels_last on a CPU)
@@ -47,26 +54,47 @@ def measure(variant: str, args, device: torch.device) -> dict:
         model.forward = torch.compile(model.forward, mode=None if compiled is True else compiled)
     strategy = DifferentiableSearch(model, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
                                     epochs=1, arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
-                                    order=args.order, autocast_dtype=dtype, channels_last=cl)
+                                    order=args.order, autocast_dtype=dtype, channels_last=cl, cuda_graphs=graphs)
     g = torch.Generator(device="cpu").manual_seed(1)
     fmt = torch.channels_last if cl else torch.contiguous_format
     batch = tuple((torch.randn(args.batch, 3, 32, 32, generator=g).to(device, memory_format=fmt),
                    torch.randint(0, 10, (args.batch,), generator=g).to(device)) for _ in range(2))
     step = (lambda: original_darts_step(strategy, batch)) if original else (lambda: strategy.step(batch))
     compile_s = None
-    if compiled:
+    if compiled or (graphs and strategy.graphed):  # compile / warm-up + capture time, apart from the timing
         t0 = time.perf_counter()
-        step()
+        for _ in range(3 if graphs else 1):
+            step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         compile_s = round(time.perf_counter() - t0, 1)
+    extra = _counts(step, device) if args.kernels else {}
     step_s, peak = time_steps(step, device, warmup=args.warmup, steps=args.steps,
                               runs=args.runs)
     return {"bench": "supernet_step", "device": device_name(device), "impl": variant, "mixed_op": impl,
-            "batch": args.batch, "order": args.order, "step": "original" if original else "nascore", "layers": args.layers, "C": args.C,
+            "batch": args.batch, "order": args.order, "step": "original" if original else "nascore",
+            "graphs": bool(graphs and strategy.graphed), "layers": args.layers, "C": args.C,
             "step_s": round(step_s, 5), "images_per_s": round(args.batch / step_s, 1),
             "peak_mem_mb_per_image": None if peak is None else round(peak / args.batch, 2),
-            "compile_s": compile_s, "runs": args.runs, "steps_per_run": args.steps, "torch": torch.__version__}
+            "compile_s": compile_s, **extra, "runs": args.runs, "steps_per_run": args.steps,
+            "torch": torch.__version__}
+
+
+def _counts(step, device: torch.device) -> dict:
+    """ATen ops dispatched by one step and, on CUDA, the kernels it launched (torch.profiler)."""
+    step()
+    with OpCounter() as ops:
+        step()
+    out = {"aten_ops_per_step": ops.total}
+    if device.type == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+
+        torch.cuda.synchronize(device)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize(device)
+        out["cuda_kernels_per_step"] = sum(1 for e in prof.events() if e.device_type.name == "CUDA")
+    return out
 
 
 def main() -> None:
@@ -75,13 +103,13 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--C", type=int, default=16)
     p.add_argument("--order", type=int, default=1)
+    p.add_argument("--kernels", action="store_true", help="also count ATen ops and CUDA kernels of one step")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args()
     device = get_device(args.device)
     for b in args.batch:
         args.batch = b
-        emit(measure_all(lambda v: measure(v, args, device), args.variants, "supernet_step"), "supernet_step",
-             device, not args.no_save)
+        measure_all(lambda v: measure(v, args, device), args.variants, "supernet_step", device, not args.no_save)
 
 
 if __name__ == "__main__":

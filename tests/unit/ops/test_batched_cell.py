@@ -213,5 +213,12 @@ def test_functional_call_with_swapped_buffers_leaves_the_running_statistics_alon
     assert torch.isfinite(out).all()
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, before[k], msg=k)
+    # the swapped-in buffers were updated instead, as a reference supernet updates them
+    ref = DartsSupernet(4, 10, 3).double()
+    ref.load_state_dict(before)
+    ref_buffers = {n: b.clone() for n, b in ref.named_buffers()}
+    torch.func.functional_call(ref, {**params, **ref_buffers}, (x,))
+    for n, b in ref_buffers.items():
+        torch.testing.assert_close(buffers[n], b, msg=n)
     net(x)  # and the real forward updates the module buffers again
     assert all(int(b.num_batches_tracked) == 2 for b in net.cells[0].batched.bn_mods)

@@ -31,7 +31,7 @@ as its own module, weighted and added to its target: correct, just not batched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -266,32 +266,45 @@ class BatchedCell(nn.Module):
         self.eps, self.momentum = (bns[0].eps, bns[0].momentum) if bns else (1e-5, 0.1)
 
     # -- running statistics: one flat buffer, the modules' buffers its views -----------------
-    def _running_stats(self) -> tuple[list, torch.Tensor | None]:
-        """(running (mean, var) per BatchNorm call, the flat num_batches_tracked), rebuilt from the
-        modules when they no longer alias the flat buffers (moved with .to(), swapped by
-        functional_call, copied without their views)."""
+    def _running_stats(self) -> tuple[list, torch.Tensor | None, Callable[[], None] | None]:
+        """(running (mean, var) per BatchNorm call, the flat num_batches_tracked, a write-back or None).
+
+        Normally the modules' buffers are views of the flat buffers and the stacked batch_norm updates
+        them in place. When they are not: moved to another device or dtype (`.to()`), the flat buffers
+        are rebuilt from the modules and the modules re-pointed at them; swapped for other tensors of
+        the same kind (torch.func.functional_call, as the second-order step's virtual forward), this
+        forward runs on copies and writes them back into the swapped tensors afterwards (`write_back`),
+        leaving the module's own buffers and the flat ones as they were."""
         bns = self.bn_mods
         if not bns:
-            return [None] * len(self.bn_sizes), None
+            return [None] * len(self.bn_sizes), None, None
         st = self._stats
         if st is not None and all(b.running_mean.data_ptr() == p and b.running_var.data_ptr() == q
                                   and b.num_batches_tracked.data_ptr() == r for b, p, q, r in st[2]):
-            return st[0], st[1]
-        C = self.C
+            return st[0], st[1], None
         with torch.no_grad():
             mean = torch.cat([b.running_mean for b in bns])
             var = torch.cat([b.running_var for b in bns])
             nbt = torch.stack([b.num_batches_tracked for b in bns])
-            for i, b in enumerate(bns):
-                b._buffers["running_mean"] = mean[i * C:(i + 1) * C]
-                b._buffers["running_var"] = var[i * C:(i + 1) * C]
-                b._buffers["num_batches_tracked"] = nbt[i]
-        calls = [(m, v) for m, v in zip(mean.split(self.bn_sizes), var.split(self.bn_sizes))]
+        calls = list(zip(mean.split(self.bn_sizes), var.split(self.bn_sizes)))
+        if st is not None and (mean.device, mean.dtype) == (st[1].device, st[3]):  # swapped: work on copies
+
+            def write_back() -> None:
+                with torch.no_grad():
+                    torch._foreach_copy_([b.running_mean for b in bns], mean.split(self.C))
+                    torch._foreach_copy_([b.running_var for b in bns], var.split(self.C))
+                    torch._foreach_copy_([b.num_batches_tracked for b in bns], nbt.unbind())
+            return calls, nbt, write_back
+        C = self.C
+        for i, b in enumerate(bns):  # the modules' buffers become views of the flat ones
+            b._buffers["running_mean"] = mean[i * C:(i + 1) * C]
+            b._buffers["running_var"] = var[i * C:(i + 1) * C]
+            b._buffers["num_batches_tracked"] = nbt[i]
         # only the first and last module are checked per forward (cheap); a rebuild covers all
         probe = [(b, b.running_mean.data_ptr(), b.running_var.data_ptr(), b.num_batches_tracked.data_ptr())
                  for b in (bns[0], bns[-1])]
-        self._stats = (calls, nbt, probe)
-        return calls, nbt
+        self._stats = (calls, nbt, probe, mean.dtype)
+        return calls, nbt, None
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
@@ -300,7 +313,7 @@ class BatchedCell(nn.Module):
         softmax applied): the concatenation of the last `multiplier` intermediate nodes.
         `conv_weights`: this cell's share of a WeightBank call over the whole supernet (one
         assembly for every cell); without it the cell assembles its own."""
-        stats, nbt = self._running_stats()
+        stats, nbt, write_back = self._running_stats()
         if self.training and nbt is not None:
             nbt.add_(1)
         if conv_weights is None:
@@ -322,6 +335,8 @@ class BatchedCell(nn.Module):
         n_inter = self.n_nodes - 2
         if acc is None:
             acc = self._zeros(states, weights).unsqueeze(1).expand(-1, n_inter, -1, -1, -1)
+        if write_back is not None:
+            write_back()
         return acc[:, n_inter - self.multiplier:].flatten(1, 2)
 
     def _zeros(self, states, weights: torch.Tensor) -> torch.Tensor:
