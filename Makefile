@@ -26,14 +26,12 @@ bench: setup           ## CPU benchmarks (pytest-benchmark), compared side by si
 	$(PY) bench/op_count.py --no-save
 	$(PY) bench/activation_memory.py --device cpu --no-save
 
-SEARCH_EPOCHS ?= 50
-# GPU benchmark scripts (issue 5); needs a CUDA device. SEARCH_EPOCHS=10: a shorter search.
+# GPU benchmarks (bench/README.md): the one-call session script, then its GPU lines into reports/.
 # NO_SETUP=1 PY=python3: on a machine whose python3 has torch, timm and pyyaml already (no venv, no network).
+GPU_OUT ?= /tmp/nascore-gpu-session
 bench-gpu: $(if $(NO_SETUP),,setup)
-	for s in supernet_step derived_train data_pipeline; do $(PY) bench/$$s.py || exit 1; done
-	$(PY) bench/supernet_step.py --order 2 --batch 64
-	$(PY) bench/search_to_genotype.py --epochs $(SEARCH_EPOCHS)
-	$(PY) bench/summarise.py
+	OUT=$(GPU_OUT) PY=$(PY) bash bench/gpu_session.sh
+	$(PY) bench/ingest.py $(GPU_OUT)/bench.jsonl
 
 ui: setup              ## MLflow UI on the embedded store
 	mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --port 5000

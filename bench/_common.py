@@ -96,18 +96,22 @@ def measure_all(measure: Callable[[str], dict], variants: list[str], bench: str,
     return rows
 
 
+def append_lines(bench: str, rows: list[dict]) -> None:
+    """Append measured rows to reports/bench/<bench>.json (one JSON line each)."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    with (REPORTS / f"{bench}.json").open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
 def emit(row: dict, rows: list[dict], bench: str, device: torch.device, save: bool) -> None:
     """Add speedup_vs_eager_fp32 (against the 'eager_fp32' row measured in this run, if any: a variant
     run in its own process gets it from bench/summarise.py), print the JSON line, and append it to
     reports/bench/<bench>.json when measured on CUDA."""
     base = next((r for r in rows if r["impl"] == "eager_fp32"), None)
     row["speedup_vs_eager_fp32"] = None if base is None else round(row["images_per_s"] / base["images_per_s"], 2)
-    line = json.dumps(row)
-    print(line, flush=True)
+    print(json.dumps(row), flush=True)
     if save and device.type == "cuda":
-        REPORTS.mkdir(parents=True, exist_ok=True)
-        with (REPORTS / f"{bench}.json").open("a") as f:
-            f.write(line + "\n")
+        append_lines(bench, [row])
 
 
 def original_darts_step(strategy, batch) -> dict:

@@ -14,7 +14,7 @@ import json
 import torch
 import torch.nn.functional as F
 
-from _common import REPORTS, device_name, get_device, parser
+from _common import append_lines, device_name, get_device, parser
 from nascore.supernets import DartsSupernet
 
 IMPLS = ["reference", "fused", "fused_recompute", "batched"]
@@ -56,9 +56,7 @@ def main() -> None:
         r["ratio_to_reference"] = round(r["saved_mb_per_image"] / rows[0]["saved_mb_per_image"], 3)
         print(json.dumps(r), flush=True)
     if not args.no_save:
-        REPORTS.mkdir(parents=True, exist_ok=True)
-        with (REPORTS / "activation_memory.json").open("a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        append_lines("activation_memory", rows)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import json
 
 import torch
 
-from _common import REPORTS, device_name, get_device, original_darts_step, parser
+from _common import append_lines, device_name, get_device, original_darts_step, parser
 from nascore.ops import MIXED_OPS
 from nascore.perf import OpCounter
 from nascore.strategies.darts import DifferentiableSearch
@@ -72,9 +72,7 @@ def main() -> None:
         print(f"{r['impl']:<18}{r['aten_ops_per_step']:>16,}{r['host_syncs_per_step']:>12}"
               f"{r.get('ratio_to_reference', float('nan')):>13.3f}{r.get('ratio_to_original', float('nan')):>12.3f}")
     if not args.no_save:
-        REPORTS.mkdir(parents=True, exist_ok=True)
-        with (REPORTS / "op_count.json").open("a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        append_lines("op_count", rows)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ def _plain_first_order_step(model, s, batch):
     s.w_optim.step()
 
 
-@pytest.mark.parametrize("mixed_op", ["reference", "fused"])
+@pytest.mark.parametrize("mixed_op", ["reference", "fused", "batched"])
 def test_pruned_backward_step_equals_full_backward_step(mixed_op):
     def build():
         torch.manual_seed(0)
@@ -125,7 +125,7 @@ def test_each_backward_computes_only_what_its_optimiser_uses():
     assert seen == {"conv": 1, "alpha": 1}
 
 
-@pytest.mark.parametrize("mixed_op", ["fused", "fused_recompute"])
+@pytest.mark.parametrize("mixed_op", ["fused", "fused_recompute", "batched"])
 def test_second_order_gradient_is_the_same_with_fused_ops(mixed_op):
     """The unrolled step runs the supernet under functional_call with other weights; a fused op that
     recomputes in backward must recompute with those weights, not the module's own."""
@@ -144,9 +144,11 @@ def test_second_order_gradient_is_the_same_with_fused_ops(mixed_op):
         torch.testing.assert_close(got, ref)
 
 
-@pytest.mark.parametrize("mixed_op,order,one_level", [("reference", 1, False), ("fused", 1, False),
-                                                      ("fused", 2, False), ("reference", 1, True)])
-def test_channels_last_search_makes_the_same_updates(mixed_op, order, one_level):
+@pytest.mark.parametrize("mixed_op,order,one_level,graphs", [
+    ("reference", 1, False, False), ("fused", 1, False, False), ("fused", 2, False, False),
+    ("reference", 1, True, False), ("batched", 1, False, False), ("batched", 2, False, False),
+    ("batched", 1, True, True), ("batched", 1, False, True)])
+def test_channels_last_search_makes_the_same_updates(mixed_op, order, one_level, graphs):
     """channels_last (the GPU fast path's layout) changes where the bytes lie, not the search: the
     supernet's conv weights and every input the supernet sees are NHWC, and the updates are those
     of the contiguous layout."""
@@ -160,7 +162,7 @@ def test_channels_last_search_makes_the_same_updates(mixed_op, order, one_level)
         model = DartsSupernet(C=4, num_classes=3, layers=3, mixed_op=mixed_op).double()
         s = DifferentiableSearch(model, lr=0.05, lr_min=0.05, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
                                  epochs=1, arch_lr=3e-3, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
-                                 order=order, one_level=one_level, channels_last=cl)
+                                 order=order, one_level=one_level, channels_last=cl, cuda_graphs=graphs)
         if cl:
             model.register_forward_pre_hook(
                 lambda _m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))

@@ -21,9 +21,10 @@ too, when their edges hold the same candidates), about 25 larger kernels per sta
 Parameters, buffers and state_dict stay those of the per-edge candidate modules (the reference
 MixedOp's), so checkpoints, derivation and evaluation do not depend on the implementation. The
 candidates' BatchNorm running statistics are views into one flat buffer per cell, which the
-stacked batch_norm updates in place. The flat buffer is rebuilt from the modules whenever they no
-longer alias it (after `.to()`, or inside `torch.func.functional_call` with swapped buffers), so
-the modules' own buffers are always the truth.
+stacked batch_norm updates in place; the modules' own buffers are always the truth (moved with
+`.to()`: the flat buffer is rebuilt from them; swapped by `torch.func.functional_call`: a forward
+works on copies and writes them back into the swapped tensors). The conv weights of every cell are
+assembled from the candidate modules in a dozen ops per forward (WeightBank).
 
 A candidate the batched path does not know (e.g. sep_conv_7x7, conv_7x1_1x7, an affine BN) runs
 as its own module, weighted and added to its target: correct, just not batched.
@@ -46,23 +47,6 @@ FINAL_KINDS = ("sep", "dil", "max", "avg", "fr")
 # device types whose index_add sums repeated rows with atomics (not bitwise reproducible): under
 # torch.use_deterministic_algorithms the sum into the nodes is a matmul there instead
 ATOMIC_INDEX_ADD = {"cuda", "xpu", "mps"}
-
-
-class _Stack(torch.autograd.Function):
-    """torch.stack whose backward is one unbind (autograd's own stack backward selects each slice
-    separately: one op per stacked tensor, ~1,400 per supernet backward)."""
-
-    @staticmethod
-    def forward(ctx, *tensors: torch.Tensor) -> torch.Tensor:
-        return torch.stack(tensors)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return grad.unbind(0)
-
-
-def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    return _Stack.apply(*tensors)
 
 
 class _Cat(torch.autograd.Function):

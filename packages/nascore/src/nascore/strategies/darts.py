@@ -30,7 +30,7 @@ from torch.func import functional_call
 from nascore.genotype import Genotype
 from nascore.registry import Registry
 from nascore.runtime import check_layout
-from nascore.train.graphs import GraphedStep, sgd_step
+from nascore.train.graphs import GraphedStep, clipped_sgd_step
 
 STRATEGIES: Registry = Registry("search strategy")
 
@@ -163,7 +163,8 @@ class DifferentiableSearch:
         with self._autocast():
             logits = self.model(x)
             loss = F.cross_entropy(logits, y)
-        self._clipped_sgd(torch.autograd.grad(loss, self.weights, allow_unused=True))
+        clipped_sgd_step(self.weights, torch.autograd.grad(loss, self.weights, allow_unused=True), self.w_optim,
+                         self._lr, self.grad_clip)
         return _step_metrics(loss, logits, y)
 
     def _one_level_update(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
@@ -174,17 +175,9 @@ class DifferentiableSearch:
         objective = loss if self.arch_regulariser is None else loss + self.arch_regulariser(self.model)
         grads = torch.autograd.grad(objective, self.alphas + self.weights, allow_unused=True)
         n = len(self.alphas)
-        self._clipped_sgd(grads[n:])
+        clipped_sgd_step(self.weights, grads[n:], self.w_optim, self._lr, self.grad_clip)
         alpha_grads = [torch.zeros_like(a) if g is None else g for a, g in zip(self.alphas, grads[:n])]
         return (*alpha_grads, _step_metrics(loss, logits, y))
-
-    def _clipped_sgd(self, grads) -> None:
-        params = [p for p, g in zip(self.weights, grads) if g is not None]
-        grads = [g for g in grads if g is not None]
-        for p, g in zip(params, grads):
-            p.grad = g
-        nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
-        sgd_step(params, grads, self.w_optim, self._lr)
 
     def genotype(self) -> Genotype:
         return self.model.genotype()

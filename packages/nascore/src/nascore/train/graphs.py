@@ -118,3 +118,15 @@ def sgd_step(params: list[torch.Tensor], grads: list[torch.Tensor], optimizer: t
             torch._foreach_add_(bufs, d)
         d = bufs
     torch._foreach_sub_(params, torch._foreach_mul(d, lr))
+
+
+def clipped_sgd_step(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
+                     optimizer: torch.optim.SGD, lr: torch.Tensor, max_norm: float) -> None:
+    """The weight update of a capturable step: gradients (None: unused) assigned, their global norm
+    clipped on the device (clip_grad_norm_, foreach), then `sgd_step`."""
+    used = [(p, g) for p, g in zip(params, grads) if g is not None]
+    for p, g in used:
+        p.grad = g
+    params, grads = [p for p, _ in used], [g for _, g in used]
+    torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    sgd_step(params, grads, optimizer, lr)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nascore.runtime import check_layout
-from nascore.train.graphs import GraphedStep, sgd_step
+from nascore.train.graphs import GraphedStep, clipped_sgd_step
 
 
 class SupervisedTask:
@@ -70,12 +70,7 @@ class SupervisedTask:
         """The step as a function of the batch, with no host sync: what a CUDA graph captures."""
         loss, total, logits = self._losses(x, y)
         grads = torch.autograd.grad(total, self.params, allow_unused=True)
-        params = [p for p, g in zip(self.params, grads) if g is not None]
-        grads = [g for g in grads if g is not None]
-        for p, g in zip(params, grads):
-            p.grad = g
-        nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
-        sgd_step(params, grads, self.optimizer, self._lr)
+        clipped_sgd_step(self.params, grads, self.optimizer, self._lr, self.grad_clip)
         return _metrics(loss, logits, y)
 
     def state_dict(self) -> dict:
