@@ -14,9 +14,9 @@ loss on one training batch `(x, y)`, whose backward pass feeds both optimisers.
 `cuda_graphs=True` (first-order and one-level steps) replays the step as two CUDA graphs on a
 GPU (nascore.train.graphs): the architecture gradients, then the weight update with gradient
 clipping and SGD inside the graph (learning rate as a tensor); Adam's update of the few alpha
-tensors runs between them. The second-order step stays eager (its virtual step re-binds the BN
-buffers per call). The captured functions are plain PyTorch, so on a CPU they run eagerly and
-give the same updates as the default step.
+tensors runs between them. The second-order step stays eager (its virtual steps run the supernet
+under functional_call with other weights and copies of the BN buffers). The captured functions are
+plain PyTorch, so on a CPU they run eagerly and give the same updates as the default step.
 """
 from __future__ import annotations
 
