@@ -130,6 +130,19 @@ def test_sgd_step_is_torch_sgd_with_a_tensor_learning_rate():
     for p, q in zip(params, twins):
         torch.testing.assert_close(q, p)
     torch.testing.assert_close(opt_b.state[twins[0]]["momentum_buffer"], opt_a.state[params[0]]["momentum_buffer"])
+    # a parameter joining later (its first gradient now): its buffer starts, the others' go on
+    late_a, late_b = torch.ones(4, dtype=torch.float64, requires_grad=True), torch.ones(4, dtype=torch.float64,
+                                                                                        requires_grad=True)
+    opt_a.add_param_group({"params": [late_a]})
+    opt_b = torch.optim.SGD(twins + [late_b], 0.1, momentum=0.9, weight_decay=1e-2)
+    opt_b.state.update({q: {"momentum_buffer": opt_a.state[p]["momentum_buffer"].clone()} for p, q in zip(params, twins)})
+    grads = [torch.randn(5, 3, dtype=torch.float64) for _ in params] + [torch.randn(4, dtype=torch.float64)]
+    for p, g in zip(params + [late_a], grads):
+        p.grad = g.clone()
+    opt_a.step()
+    sgd_step(twins + [late_b], grads, opt_b, lr)
+    for p, q in zip(params + [late_a], twins + [late_b]):
+        torch.testing.assert_close(q, p)
     with pytest.raises(ValueError, match="Nesterov"):
         sgd_step(twins, [q.grad for q in twins], torch.optim.SGD(twins, 0.1, momentum=0.9, nesterov=True), lr)
 
@@ -192,3 +205,33 @@ def test_replayed_training_graphs_follow_eager_steps_on_cuda():
         task.step(batches[0])
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_graphs_capture_the_full_batch_even_when_a_run_starts_on_a_partial_one():
+    """A resumed epoch can begin on its last, partial batch: the first full batch replaces it as the
+    captured shape; later partial batches run eagerly."""
+    s = _search("batched", graphs=True, device="cuda", dtype=torch.float32)
+    small = _search_batches(1, batch=3, device="cuda", dtype=torch.float32)[0]
+    full = _search_batches(4, device="cuda", dtype=torch.float32)
+    s.new_epoch(0)
+    for b in [small, *full, small, full[0]]:
+        s.step(b)
+    assert s._weight_graph.captures == 1 and s._weight_graph.signature[0][0][0] == 4
+
+
+@pytest.mark.skipif(not CUDA or not torch.cuda.is_bf16_supported(), reason="needs a CUDA device with bf16")
+def test_bf16_channels_last_graphs_follow_eager_steps_on_cuda():
+    """The GPU fast path (batched cell, bf16 autocast, channels_last, CUDA graphs) against the same
+    settings stepped eagerly: index_add's atomics and bf16 rounding allow a loose tolerance only."""
+    states = []
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        net = DartsSupernet(4, 10, 4, mixed_op="batched").cuda()
+        s = DifferentiableSearch(net, lr=0.05, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+                                 epochs=3, arch_lr=0.01, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
+                                 autocast_dtype=torch.bfloat16, channels_last=True, cuda_graphs=graphs)
+        states.append(_run_search(s, _search_batches(4, device="cuda", dtype=torch.float32), False, epochs=1))
+        if graphs:
+            assert s._weight_graph.captures == 1
+    _assert_states_close(states[0], states[1], rtol=5e-2, atol=5e-3)

@@ -155,7 +155,8 @@ class FusedMixedOp(MixedOp):
         tensors of the forward (under functional_call, as the second-order step runs, they are not the
         module's own parameters by the time backward runs)."""
         if self.recompute and torch.is_grad_enabled():
-            return checkpoint(fn, x, *weights, use_reentrant=False)
+            # no RNG in these stages: not saving the RNG state keeps the step CUDA-graph capturable
+            return checkpoint(fn, x, *weights, use_reentrant=False, preserve_rng_state=False)
         return fn(x, *weights)
 
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:

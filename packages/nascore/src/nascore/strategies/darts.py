@@ -72,13 +72,16 @@ class DifferentiableSearch:
         # cosine from lr to lr_min over the search epochs, stepped per epoch (DARTS train_search.py)
         self.scheduler = CosineLRScheduler(self.w_optim, t_initial=epochs, lr_min=lr_min,
                                            warmup_t=0, t_in_epochs=True)
-        # the graph-capturable step (cuda_graphs): the learning rate as a tensor, two graphs that
-        # share one memory pool (always replayed in the order they were captured)
+        # the graph-capturable step (cuda_graphs): the learning rate as a tensor (the weights' dtype: the
+        # fused foreach kernels take a scalar tensor of their own dtype), two graphs sharing one memory
+        # pool: each one's outputs are read (alpha gradients by Adam, metrics by the trainer) before the
+        # other replays; the pool object lives as long as the strategy, so graphs can be captured again
         self.graphed = cuda_graphs and order == 1
         if self.graphed:
             device = self.weights[0].device
-            self._lr = torch.tensor(float(lr), dtype=torch.float64, device=device)  # a Python float's precision
-            pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
+            self._lr = torch.tensor(float(lr), dtype=self.weights[0].dtype, device=device)
+            self._pool = torch.cuda.MemPool() if device.type == "cuda" else None
+            pool = self._pool.id if self._pool is not None else None
             self._alpha_graph = GraphedStep(self._alpha_grads, pool=pool, strict=graphs_strict)
             self._weight_graph = GraphedStep(self._one_level_update if one_level else self._weight_update,
                                              pool=pool, strict=graphs_strict)

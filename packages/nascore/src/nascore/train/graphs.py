@@ -36,12 +36,18 @@ class GraphedStep:
     """Calls `fn(*inputs)` eagerly for `warmup` calls (on a side stream, so libraries finish their
     lazy setup), then captures it as a CUDA graph on static copies of the inputs and replays it.
     Returns what `fn` returned: after a replay, the graph's static output tensors, overwritten by
-    the next replay (read them before calling again)."""
+    the next replay (read them before calling again).
+
+    The largest batch seen is the one captured: a smaller one (the last partial batch of an epoch)
+    runs eagerly, a larger one (the first full batch after a resume that began on a partial one)
+    replaces the graph. One graph is kept per step: capturing another `key` drops the previous.
+    `pool`: a memory pool id shared with other graphs whose outputs are read before they replay
+    (e.g. `torch.cuda.MemPool().id`, kept alive by its owner so graphs can be captured into it again);
+    None: a private pool per graph."""
 
     def __init__(self, fn: Callable[..., Any], *, warmup: int = 2, enabled: bool = True,
                  pool: Any = None, strict: bool = True) -> None:
-        self.fn, self.warmup, self.enabled, self.strict = fn, warmup, enabled, strict
-        self.pool = pool  # a memory pool shared with graphs replayed in the same order (graph_pool_handle())
+        self.fn, self.warmup, self.enabled, self.strict, self.pool = fn, warmup, enabled, strict, pool
         self.signature: tuple | None = None
         self.graphs: dict[Hashable, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], Any]] = {}
         self.warm: dict[Hashable, int] = {}
@@ -51,15 +57,17 @@ class GraphedStep:
         """Forget the captured graphs (e.g. after optimizer state was replaced by load_state_dict)."""
         self.graphs.clear()
         self.warm.clear()
+        self.signature = None
 
     def __call__(self, *inputs: torch.Tensor, key: Hashable = None) -> Any:
         if not self.enabled or not inputs[0].is_cuda:
             return self.fn(*inputs)
         signature = tuple((t.shape, t.dtype, t.stride()) for t in inputs)
-        if self.signature is None:
+        if signature != self.signature:
+            if self.signature is not None and inputs[0].shape[0] <= self.signature[0][0][0]:
+                return self.fn(*inputs)  # a partial batch: eager, no recapture
+            self.reset()
             self.signature = signature
-        if signature != self.signature:  # the last partial batch: eager, no recapture
-            return self.fn(*inputs)
         entry = self.graphs.get(key)
         if entry is None:
             if self.warm.get(key, 0) < self.warmup:
@@ -70,6 +78,7 @@ class GraphedStep:
                     out = self.fn(*inputs)
                 torch.cuda.current_stream().wait_stream(side)
                 return out
+            self.graphs.clear()  # the previous key's graph (drop-path off) is not replayed again
             try:
                 entry = self.graphs[key] = self._capture(inputs)
             except RuntimeError as e:  # e.g. an op that syncs with the host: the step cannot be captured
@@ -109,13 +118,13 @@ def sgd_step(params: list[torch.Tensor], grads: list[torch.Tensor], optimizer: t
     if momentum:
         state = optimizer.state
         bufs = [state[p].get("momentum_buffer") for p in params]
-        if any(b is None for b in bufs):  # the first step: buffer = gradient (torch.optim.SGD's rule)
-            bufs = [b if b is not None else di.detach().clone() for b, di in zip(bufs, d)]
-            for p, b in zip(params, bufs):
-                state[p]["momentum_buffer"] = b
-        else:
-            torch._foreach_mul_(bufs, momentum)
-            torch._foreach_add_(bufs, d)
+        old = [i for i, b in enumerate(bufs) if b is not None]
+        if old:
+            torch._foreach_mul_([bufs[i] for i in old], momentum)
+            torch._foreach_add_([bufs[i] for i in old], [d[i] for i in old])
+        for i, p in enumerate(params):  # a parameter's first step: buffer = gradient (torch.optim.SGD's rule)
+            if bufs[i] is None:
+                bufs[i] = state[p]["momentum_buffer"] = d[i].detach().clone()
         d = bufs
     torch._foreach_sub_(params, torch._foreach_mul(d, lr))
 

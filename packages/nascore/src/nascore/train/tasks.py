@@ -31,7 +31,8 @@ class SupervisedTask:
                 raise ValueError("cuda_graphs: the captured step updates with SGD; got "
                                  f"{type(optimizer).__name__}")
             self.params = [p for p in model.parameters() if p.requires_grad]
-            self._lr = torch.tensor(optimizer.param_groups[0]["lr"], dtype=torch.float64, device=self.params[0].device)
+            self._lr = torch.tensor(optimizer.param_groups[0]["lr"], dtype=self.params[0].dtype,
+                                    device=self.params[0].device)  # the weights' dtype: fused foreach kernels
             self.graph = GraphedStep(self._update, strict=graphs_strict)
 
     def new_epoch(self, epoch: int) -> None:
