@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from _common import append_lines, device_name, get_device, parser
 from nascore.supernets import DartsSupernet
 
-IMPLS = ["reference", "fused", "fused_recompute", "batched"]
+IMPLS = ["reference", "fused", "fused_recompute", "batched", "batched_recompute"]
 
 
 def saved_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:

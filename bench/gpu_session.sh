@@ -73,7 +73,7 @@ done
 item 30 bench/data_pipeline.py "${DEV[@]}" $([[ ${SMOKE:-0} == 1 ]] && echo --images 200 --batch 50 --runs 1)
 # 3. captured variants (CUDA graphs): kernels, the search step, training, a whole search (a line per epoch)
 item 45 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants batched_bf16_cl_graphs --batch $B64 --kernels --warmup 0 --steps 1 --runs 1
-for v in batched_fp32_graphs batched_bf16_cl_graphs; do
+for v in batched_fp32_graphs batched_bf16_cl_graphs batched_recompute_bf16_cl_graphs; do
   item 50 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants $v --batch $B64 "${STEPS[@]}"
 done
 item 50 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants batched_bf16_cl_graphs --batch $B256 "${STEPS[@]}"

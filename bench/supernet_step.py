@@ -39,6 +39,8 @@ VARIANTS = {  # name: (mixed op, autocast dtype, channels_last, compile (False /
     "batched_bf16_cl": ("batched", torch.bfloat16, True, False, False, False),
     "batched_fp32_graphs": ("batched", None, False, False, False, True),  # + the step replayed as CUDA graphs
     "batched_bf16_cl_graphs": ("batched", torch.bfloat16, True, False, False, True),
+    # fewer activations kept (stateless stages recomputed in backward), for the memory target
+    "batched_recompute_bf16_cl_graphs": ("batched_recompute", torch.bfloat16, True, False, False, True),
     # the forward compiled with mode reduce-overhead: replayed as CUDA graphs (static shapes)
     "fused_bf16_cl_cudagraphs": ("fused", torch.bfloat16, True, "reduce-overhead", False, False),
 }

@@ -69,7 +69,7 @@ def test_summary_marks_targets_from_measured_lines(tmp_path):
     assert "**Not measured on a GPU**" in md
     targets = [line for line in md.splitlines() if line.startswith("| supernet_step") or
                line.startswith("| derived_train") or line.startswith("| search_to_genotype")]
-    assert len(targets) == 8 and all("| not measured on a GPU | - |" in line for line in targets)
+    assert len(targets) == 9 and all("| not measured on a GPU | - |" in line for line in targets)
     d = tmp_path / "reports" / "bench"
     d.mkdir()
     row = {"bench": "supernet_step", "device": "GPU X", "batch": 64, "order": 1, "peak_mem_mb_per_image": 30.0}

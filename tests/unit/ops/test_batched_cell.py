@@ -31,10 +31,13 @@ def _random_subsets(space: CellSpace, seed: int, allow_none_only: bool = True) -
     return out
 
 
-def _cells(space, reduction, reduction_prev, edge_ops, C=4, C_prev=6):
+BATCHED = ["batched", "batched_recompute"]
+
+
+def _cells(space, reduction, reduction_prev, edge_ops, C=4, C_prev=6, impl="batched"):
     torch.manual_seed(0)
     ref = SearchCell(space, C_prev, C_prev, C, reduction, reduction_prev, "reference", edge_ops).double()
-    bat = SearchCell(space, C_prev, C_prev, C, reduction, reduction_prev, "batched", edge_ops).double()
+    bat = SearchCell(space, C_prev, C_prev, C, reduction, reduction_prev, impl, edge_ops).double()
     bat.load_state_dict(ref.state_dict())
     return ref, bat
 
@@ -72,14 +75,15 @@ def _assert_cells_match(ref, bat, reduction_prev=False, seed=1, eval_too=True):
         torch.testing.assert_close(bat(s0, s1, w), ref(s0, s1, w))
 
 
+@pytest.mark.parametrize("impl", BATCHED)
 @pytest.mark.parametrize("reduction,reduction_prev", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("ops", ["all", "representatives", "random0", "random1", "random2"])
-def test_cell_matches_the_reference_loop(reduction, reduction_prev, ops):
+def test_cell_matches_the_reference_loop(reduction, reduction_prev, ops, impl):
     space = CellSpace()
     edge_ops = {"all": None, "representatives": [list(REPRESENTATIVES)] * space.num_edges}.get(ops)
     if ops.startswith("random"):
         edge_ops = _random_subsets(space, int(ops[-1]))
-    ref, bat = _cells(space, reduction, reduction_prev, edge_ops)
+    ref, bat = _cells(space, reduction, reduction_prev, edge_ops, impl=impl)
     _assert_cells_match(ref, bat, reduction_prev)
 
 
@@ -151,9 +155,9 @@ def test_supernets_match_the_reference(cls, kw):
     assert ref.genotype() == bat.genotype()
 
 
-def _strategies(order, one_level=False, grad_clip=5.0):
+def _strategies(order, one_level=False, grad_clip=5.0, impl="batched"):
     out = []
-    for mixed in ("reference", "batched"):
+    for mixed in ("reference", impl):
         torch.manual_seed(0)
         net = DartsSupernet(4, 10, 4, mixed_op=mixed).double()
         out.append(DifferentiableSearch(net, lr=0.05, lr_min=0.001, momentum=0.9, weight_decay=3e-4,
@@ -162,11 +166,13 @@ def _strategies(order, one_level=False, grad_clip=5.0):
     return out
 
 
+@pytest.mark.parametrize("impl", BATCHED)
 @pytest.mark.parametrize("order,one_level", [(1, False), (2, False), (1, True)])
-def test_search_steps_match_the_reference(order, one_level):
-    """Whole search steps (alpha and weight updates, second order through functional_call) from the
-    same start give the same parameters, alphas and running statistics."""
-    strategies = _strategies(order, one_level, grad_clip=0.5)
+def test_search_steps_match_the_reference(order, one_level, impl):
+    """Whole search steps (alpha and weight updates, second order through functional_call: a recomputed
+    stage must use the forward's weights) from the same start give the same parameters, alphas and
+    running statistics."""
+    strategies = _strategies(order, one_level, grad_clip=0.5, impl=impl)
     g = torch.Generator().manual_seed(2)
     batches = [tuple((torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64),
                       torch.randint(0, 10, (4,), generator=g)) for _ in range(2)) for _ in range(3)]
@@ -222,3 +228,22 @@ def test_functional_call_with_swapped_buffers_leaves_the_running_statistics_alon
         torch.testing.assert_close(buffers[n], b, msg=n)
     net(x)  # and the real forward updates the module buffers again
     assert all(int(b.num_batches_tracked) == 2 for b in net.cells[0].batched.bn_mods)
+
+
+def test_recompute_keeps_fewer_activations():
+    """What batched_recompute is for: autograd keeps less for backward (each storage counted once)."""
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from activation_memory import saved_bytes
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    x, y = torch.randn(2, 3, 16, 16), torch.tensor([1, 7])
+    kept = {}
+    for impl in BATCHED:
+        torch.manual_seed(0)
+        kept[impl] = saved_bytes(DartsSupernet(8, 10, 5, mixed_op=impl), x, y)
+    assert kept["batched_recompute"] < 0.8 * kept["batched"]

@@ -41,8 +41,8 @@ class SupernetParams:
     layers: int = spec(ge=3, doc="cells (paper: 8)")
     stem_multiplier: int = spec(ge=1)
     mixed_op: str = spec(doc="mixed-op implementation: reference (the plain loop), batched (the cell computed "
-                             "by source state: ~1/7 of the loop's ops), fused, fused_recompute (fused, fewer "
-                             "activations kept), auto (fused on GPU)")
+                             "by source state: ~1/7 of the loop's ops), batched_recompute (batched, fewer "
+                             "activations kept), fused, fused_recompute, auto (fused on GPU)")
     primitives: list[str] = spec(doc="candidate ops on every edge")
 
     def validate(self, path: str) -> None:

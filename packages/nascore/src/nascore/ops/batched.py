@@ -32,11 +32,13 @@ as its own module, weighted and added to its target: correct, just not batched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from nascore.ops.mixed import MIXED_OPS, MixedOp
 from nascore.ops.primitives import DilConv, FactorizedReduce, SepConv
@@ -47,6 +49,8 @@ FINAL_KINDS = ("sep", "dil", "max", "avg", "fr")
 # device types whose index_add sums repeated rows with atomics (not bitwise reproducible): under
 # torch.use_deterministic_algorithms the sum into the nodes is a matmul there instead
 ATOMIC_INDEX_ADD = {"cuda", "xpu", "mps"}
+# recomputed stages hold no randomness: not saving the RNG state keeps them CUDA-graph capturable
+NO_RNG = {"use_reentrant": False, "preserve_rng_state": False}
 
 
 class _Cat(torch.autograd.Function):
@@ -142,9 +146,15 @@ class _Group:
 class BatchedCell(nn.Module):
     """One search cell's preprocessing and edges, computed by source state (module doc).
 
+    `recompute` (mixed_op: batched_recompute): the stateless stages before and after the sep convs'
+    inner BatchNorm (ReLU, depthwise, shuffle, pointwise) are recomputed in backward from their inputs
+    instead of keeping their outputs, about 0.7x the activations for ~1/3 more conv work.
+
     Holds no parameters and no persistent buffers: it reads the modules of `preprocess` and of
     `edges` (one mixed op per edge, `edge_list[i] = (node, source)`, each with `primitives` and
     `_ops`); its index tensors are non-persistent buffers, so state_dict is the reference's."""
+
+    recompute = False
 
     def __init__(self, preprocess: Sequence[nn.Module], edge_list: Sequence[tuple[int, int]],
                  edges: Sequence[MixedOp], primitives: Sequence[str], C: int, reduction: bool,
@@ -358,23 +368,20 @@ class BatchedCell(nn.Module):
         w * op(x) added to the edge's target node."""
         S, C, stride, train = len(g.sources), self.C, g.stride, self.training
         sep, dil, final = g.of("sep"), g.of("dil"), []
+        recompute = self.recompute and torch.is_grad_enabled()
         # threshold = relu, keeping its input for backward (x is kept by the pools anyway)
-        r = F.threshold(x, 0.0, 0.0) if sep or dil or g.of("fr") else None
+        r = F.threshold(x, 0.0, 0.0) if (sep or dil) and not recompute or g.of("fr") else None
         if sep or dil:
-            shuffled = []
-            if sep:
-                y = F.conv2d(r, dw.pop(0), stride=stride, padding=WINDOW // 2, groups=S * C)
-                shuffled.append(torch.channel_shuffle(y, S * C))
-            if dil:
-                y = F.conv2d(r, dw.pop(0), stride=stride, padding=WINDOW - 1, dilation=2, groups=S * C)
-                shuffled.append(torch.channel_shuffle(y, S * C))
-            p = F.conv2d(_cat(shuffled, 1), pw.pop(0), groups=(len(sep) + len(dil)) * S)
+            weights_1 = [dw.pop(0) if sep else None, dw.pop(0) if dil else None, pw.pop(0)]
+            first = partial(self._first_stage, S=S, stride=stride, relu=recompute)
+            p = checkpoint(first, x, *weights_1, **NO_RNG) if recompute else first(r, *weights_1)
             n_sep = len(sep) * S * C
             p_sep, p_dil = p.split([n_sep, p.shape[1] - n_sep], 1) if sep and dil else (p, p)
             if sep:  # the sep convs' inner BatchNorm, then their second half
                 u = torch.native_batch_norm(p_sep, None, None, *stats[0], train, self.momentum, self.eps)[0]
-                u = F.conv2d(F.relu(u), dw.pop(0), padding=WINDOW // 2, groups=n_sep)
-                final.append(F.conv2d(u, pw.pop(0), groups=len(sep) * S))
+                second = partial(self._second_stage, pairs=len(sep) * S)
+                w2 = (dw.pop(0), pw.pop(0))
+                final.append(checkpoint(second, u, *w2, **NO_RNG) if recompute else second(u, *w2))
             if dil:
                 final.append(p_dil)
         for kind, pool in (("max", F.max_pool2d), ("avg", F.avg_pool2d)):
@@ -395,6 +402,27 @@ class BatchedCell(nn.Module):
             val = weights.reshape(-1)[e.cols[0]] * e.ops[0](states[g.sources[pos]])
             acc = self._scatter(acc, f"other{j}_rows_{i}", val.unsqueeze(1))
         return acc
+
+    def _first_stage(self, src: torch.Tensor, w_sep: torch.Tensor | None, w_dil: torch.Tensor | None,
+                     w_pw: torch.Tensor, *, S: int, stride: int, relu: bool) -> torch.Tensor:
+        """The depthwise convs of every (edge, sep / dil candidate) pair, the shuffle into pair-major
+        channels and the pointwise convs as one grouped conv (src: the ReLU'd state, or the state
+        with relu=True)."""
+        C = self.C
+        r = F.threshold(src, 0.0, 0.0) if relu else src
+        shuffled = []
+        if w_sep is not None:
+            y = F.conv2d(r, w_sep, stride=stride, padding=WINDOW // 2, groups=S * C)
+            shuffled.append(torch.channel_shuffle(y, S * C))
+        if w_dil is not None:
+            y = F.conv2d(r, w_dil, stride=stride, padding=WINDOW - 1, dilation=2, groups=S * C)
+            shuffled.append(torch.channel_shuffle(y, S * C))
+        return F.conv2d(_cat(shuffled, 1), w_pw, groups=w_pw.shape[0] // C)
+
+    def _second_stage(self, u: torch.Tensor, w_dw: torch.Tensor, w_pw: torch.Tensor, *, pairs: int) -> torch.Tensor:
+        """The sep convs' second half after their inner BatchNorm: ReLU, depthwise, pointwise."""
+        u = F.conv2d(F.relu(u), w_dw, padding=WINDOW // 2, groups=w_dw.shape[0])
+        return F.conv2d(u, w_pw, groups=pairs)
 
     def _factorized_reduce(self, r: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, S: int, m: int) -> torch.Tensor:
         """m FactorizedReduce ops per source of r (ReLU applied) before their BatchNorm: two grouped
@@ -495,3 +523,14 @@ class BatchedMixedOp(MixedOp):
     cell computes all its edges at once (BatchedCell); called on its own, an edge is the loop."""
 
     cell = BatchedCell
+
+
+class RecomputeBatchedCell(BatchedCell):
+    recompute = True
+
+
+@MIXED_OPS.register("batched_recompute")
+class RecomputeBatchedMixedOp(BatchedMixedOp):
+    """The batched cell keeping fewer activations (stateless stages recomputed in backward)."""
+
+    cell = RecomputeBatchedCell
