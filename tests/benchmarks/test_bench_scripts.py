@@ -123,8 +123,9 @@ def test_a_failing_variant_is_reported_and_the_others_still_run(capsys):
 
 
 def test_fused_keeps_fewer_activations_and_recompute_fewer_still():
-    """What the fused ops are for, besides speed: less memory kept for backward than the loop
-    (bench/activation_memory.py's count: autograd's saved tensors, each storage once)."""
+    """What the fused and batched ops are for, besides speed: less memory kept for backward than the
+    loop, and their recompute variants less still (bench/activation_memory.py's count: autograd's
+    saved tensors, each storage once)."""
     import torch
 
     from nascore.supernets import DartsSupernet
@@ -136,11 +137,13 @@ def test_fused_keeps_fewer_activations_and_recompute_fewer_still():
         sys.path.remove(str(REPO / "bench"))
     x, y = torch.randn(2, 3, 16, 16), torch.tensor([1, 7])
     kept = {}
-    for impl in ("reference", "fused", "fused_recompute"):
+    for impl in ("reference", "fused", "fused_recompute", "batched", "batched_recompute"):
         torch.manual_seed(0)
         kept[impl] = saved_bytes(DartsSupernet(8, 10, 5, mixed_op=impl), x, y)
     assert kept["fused"] < 0.8 * kept["reference"]
     assert kept["fused_recompute"] < 0.6 * kept["fused"]
+    assert kept["batched"] < 0.8 * kept["reference"]
+    assert kept["batched_recompute"] < 0.8 * kept["batched"]
 
 
 def test_activation_memory_script_and_its_summary(tmp_path):

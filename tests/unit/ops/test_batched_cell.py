@@ -229,21 +229,3 @@ def test_functional_call_with_swapped_buffers_leaves_the_running_statistics_alon
     net(x)  # and the real forward updates the module buffers again
     assert all(int(b.num_batches_tracked) == 2 for b in net.cells[0].batched.bn_mods)
 
-
-def test_recompute_keeps_fewer_activations():
-    """What batched_recompute is for: autograd keeps less for backward (each storage counted once)."""
-    import sys
-
-    from conftest import REPO
-
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        from activation_memory import saved_bytes
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    x, y = torch.randn(2, 3, 16, 16), torch.tensor([1, 7])
-    kept = {}
-    for impl in BATCHED:
-        torch.manual_seed(0)
-        kept[impl] = saved_bytes(DartsSupernet(8, 10, 5, mixed_op=impl), x, y)
-    assert kept["batched_recompute"] < 0.8 * kept["batched"]
