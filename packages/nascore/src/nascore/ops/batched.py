@@ -314,7 +314,6 @@ class BatchedCell(nn.Module):
             conv_weights = self.bank()[0]
         dw, pw, fr = (list(w) for w in conv_weights)
         picked = weights.reshape(-1)[self.alpha_cols].split(self.alpha_sizes)
-        n_groups, n_inter = len(self.groups), self.n_nodes - 2
         pre_stats = iter(stats[:self.n_pre_bn])
         states = [self._preprocess(p, kind, s, pre_stats) for p, kind, s in
                   zip(self.preprocess, self.pre_kinds, (s0, s1))]

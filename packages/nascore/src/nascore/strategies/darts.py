@@ -31,6 +31,7 @@ from nascore.genotype import Genotype
 from nascore.registry import Registry
 from nascore.runtime import check_layout
 from nascore.train.graphs import GraphedStep, clipped_sgd_step
+from nascore.train.tasks import step_metrics
 
 STRATEGIES: Registry = Registry("search strategy")
 
@@ -124,7 +125,7 @@ class DifferentiableSearch:
         _backward(loss, self.weights)
         nn.utils.clip_grad_norm_(self.weights, self.grad_clip, foreach=True)
         self.w_optim.step()
-        return _step_metrics(loss, logits, y_train)
+        return step_metrics(loss, logits, y_train)
 
     def _one_level_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """min over w and alpha of L_train(w, alpha) (+ regulariser), one backward pass; the
@@ -139,7 +140,7 @@ class DifferentiableSearch:
         nn.utils.clip_grad_norm_(self.weights, self.grad_clip, foreach=True)
         self.a_optim.step()
         self.w_optim.step()
-        return _step_metrics(loss, logits, y)
+        return step_metrics(loss, logits, y)
 
     # -- the graph-capturable step (cuda_graphs) ------------------------------------------
     def _graphed_step(self, batch) -> dict[str, torch.Tensor]:
@@ -168,7 +169,7 @@ class DifferentiableSearch:
             loss = F.cross_entropy(logits, y)
         clipped_sgd_step(self.weights, torch.autograd.grad(loss, self.weights, allow_unused=True), self.w_optim,
                          self._lr, self.grad_clip)
-        return _step_metrics(loss, logits, y)
+        return step_metrics(loss, logits, y)
 
     def _one_level_update(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
         """One-level: the weight update and, returned, the alpha gradients of the same loss."""
@@ -180,7 +181,7 @@ class DifferentiableSearch:
         n = len(self.alphas)
         clipped_sgd_step(self.weights, grads[n:], self.w_optim, self._lr, self.grad_clip)
         alpha_grads = [torch.zeros_like(a) if g is None else g for a, g in zip(self.alphas, grads[:n])]
-        return (*alpha_grads, _step_metrics(loss, logits, y))
+        return (*alpha_grads, step_metrics(loss, logits, y))
 
     def genotype(self) -> Genotype:
         return self.model.genotype()
@@ -282,9 +283,3 @@ def _backward(loss: torch.Tensor, params: list[torch.Tensor]) -> None:
     the gradients assigned, not accumulated, which spares autograd one op per parameter."""
     for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
         p.grad = g
-
-
-def _step_metrics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Sums on the device (no host sync); the trainer divides by n at the epoch's end."""
-    return {"loss": loss.detach() * len(y), "correct": (logits.argmax(1) == y).sum(),
-            "n": torch.full((), len(y), device=y.device)}  # a fill, not a host-to-device copy (capturable)

@@ -42,12 +42,12 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(
             op_cls(C, 2 if reduction and src < 2 else 1, ops[i])
             for i, (_, src) in enumerate(space.edges()))
-        # columns of the alpha row each edge reads (buffers, so they live on the module's device);
-        # without edge_ops an edge reads its whole row
         # a mixed op with a cell-level implementation (ops/batched.py) computes all edges at once
         cell = getattr(op_cls, "cell", None)
         self.batched = (cell((self.preprocess0, self.preprocess1), space.edges(), self.edges, space.primitives,
                              C, reduction, space.multiplier) if cell is not None else None)
+        # columns of the alpha row each edge reads (buffers, so they live on the module's device);
+        # without edge_ops an edge reads its whole row
         self.subset = edge_ops is not None
         for i, e in enumerate(edge_ops or []):
             self.register_buffer(f"cols_{i}", torch.tensor([space.primitives.index(op) for op in e]),

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nascore.train.tasks import step_metrics
+
 
 class CenterLoss(nn.Module):
     """Class centers in feature space (a buffer) and the loss pulling features to them."""
@@ -58,9 +60,7 @@ class CenterLossTask:
         nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         self.center.update(feats, y)
-        n = torch.tensor(len(y), device=y.device)
-        return {"loss": ce.detach() * len(y), "center_loss": lc.detach() * len(y),
-                "correct": (logits.argmax(1) == y).sum(), "n": n}
+        return {**step_metrics(ce, logits, y), "center_loss": lc.detach() * len(y)}
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -55,7 +55,7 @@ class SupervisedTask:
         total.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
-        return _metrics(loss, logits, y)
+        return step_metrics(loss, logits, y)
 
     def _losses(self, x: torch.Tensor, y: torch.Tensor):
         with torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.float32,
@@ -72,7 +72,7 @@ class SupervisedTask:
         loss, total, logits = self._losses(x, y)
         grads = torch.autograd.grad(total, self.params, allow_unused=True)
         clipped_sgd_step(self.params, grads, self.optimizer, self._lr, self.grad_clip)
-        return _metrics(loss, logits, y)
+        return step_metrics(loss, logits, y)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -87,7 +87,8 @@ class SupervisedTask:
             self.graph.reset()
 
 
-def _metrics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Sums on the device (no host sync); the trainer divides by n at the epoch's end."""
+def step_metrics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A step's metrics as sums on the device (no host sync); the trainer divides by n at the epoch's
+    end. Shared by every task and search strategy."""
     return {"loss": loss.detach() * len(y), "correct": (logits.argmax(1) == y).sum(),
             "n": torch.full((), len(y), device=y.device)}  # a fill, not a host-to-device copy (capturable)
