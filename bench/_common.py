@@ -48,15 +48,18 @@ def get_device(name: str) -> torch.device:
     return device
 
 
-def time_steps(step: Callable[[], None], device: torch.device, *, warmup: int, steps: int, runs: int) -> tuple[float, float | None]:
+def time_steps(step: Callable[[], None], device: torch.device, *, warmup: int, steps: int, runs: int,
+               reset_peak: bool = True) -> tuple[float, float | None]:
     """Median seconds per step over `runs` runs of `steps` steps after `warmup` steps, and the peak
-    memory (MiB) of the timed steps on CUDA."""
+    memory (MiB) on CUDA: of the timed steps, or since the caller last reset it (`reset_peak=False`:
+    a CUDA graph's memory is allocated at capture, and its replays allocate nothing)."""
     for _ in range(warmup):
         step()
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
+        if reset_peak:
+            torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(runs):
         if cuda:

@@ -12,15 +12,34 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+COUNTS = ("aten_ops_per_step", "cuda_kernels_per_step", "kernel_ms_per_step", "top_kernels")
+
+
+def _counting_only(r: dict) -> bool:
+    """A `--kernels` line: one unwarmed step, there for its counts; its timing is not a measurement."""
+    return any(k in r for k in COUNTS) and r.get("runs") == 1 and r.get("steps_per_run") == 1 and "images_per_s" in r
+
+
 def load(bench_dir: Path) -> list[dict]:
-    """The latest measurement per (bench, device, impl, batch, order), in file order."""
-    latest: dict[tuple, dict] = {}
+    """One row per (bench, device, impl, batch, order), in file order: the latest timed line, with the
+    counts (ATen ops, CUDA kernels, kernel time) of the latest line that has them."""
+    timed: dict[tuple, dict] = {}
+    counted: dict[tuple, dict] = {}
     for f in sorted(bench_dir.glob("*.json")):
         for line in f.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
-                latest[(r["bench"], r["device"], r["impl"], r["batch"], r.get("order"))] = r
-    return list(latest.values())
+                key = (r["bench"], r["device"], r["impl"], r["batch"], r.get("order"))
+                if any(k in r for k in COUNTS):
+                    counted[key] = r
+                if not _counting_only(r):
+                    timed[key] = r
+    rows = []
+    for key in dict.fromkeys([*timed, *counted]):
+        row = dict(timed.get(key) or counted[key])
+        row.update({k: v for k, v in counted.get(key, {}).items() if k in COUNTS})
+        rows.append(row)
+    return rows
 
 
 GPU_BENCHES = ("supernet_step", "derived_train", "search_to_genotype", "data_pipeline")
@@ -81,6 +100,15 @@ def summarise(root: Path) -> Path:
                        f"{r['images_per_s']} | {r.get('peak_mem_mb_per_image') or '-'} | {speedup} | "
                        f"{r.get('cuda_kernels_per_step') or '-'} | {r.get('compile_s') or '-'} |")
         out.append("")
+        profiled = [r for r in rows if r.get("top_kernels")]
+        for r in profiled:
+            out += [f"### Where one step's GPU time goes: {r['bench']} {r['impl']}, batch {r['batch']}, {r['device']}", "",
+                    f"_torch.profiler, one step: {r['cuda_kernels_per_step']:,} kernels, {r['kernel_ms_per_step']} ms "
+                    "of kernel time in all; the kernels taking the most of it, by name (truncated)._", "",
+                    "| kernel | launches | ms | share |", "|---|---|---|---|"]
+            out += [f"| `{k['name'][:90]}` | {k['count']:,} | {k['ms']} | {k['ms'] / r['kernel_ms_per_step']:.0%} |"
+                    for k in r["top_kernels"]]
+            out.append("")
     out += ["## Targets (params/bench.yaml)", "", *check(rows + counts, targets), ""]
     if counts:
         out += ["## ATen ops per search step (bench/op_count.py)", "",

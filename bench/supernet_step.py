@@ -14,7 +14,9 @@ replayed as CUDA graphs (run.cuda_graphs), fp32 or bf16 + channels_last; torch.c
 
 Timing: CUDA events around `--steps` steps, warm-up steps excluded, median of `--runs` runs (wall
 clock on CPU); compile or capture time (the first steps) reported apart as compile_s. `--kernels`
-adds the CUDA kernels of one step (torch.profiler) and the ATen ops it dispatches.
+adds the CUDA kernels of one step (torch.profiler), their summed device time and the ATen ops it
+dispatches; `--top N` the N kernels taking the most device time. Peak memory: of the timed steps, and
+for a captured step of its capture too (the graphs' pool holds its activations).
 """
 from __future__ import annotations
 
@@ -63,6 +65,8 @@ def measure(variant: str, args, device: torch.device) -> dict:
                    torch.randint(0, 10, (args.batch,), generator=g).to(device)) for _ in range(2))
     step = (lambda: original_darts_step(strategy, batch)) if original else (lambda: strategy.step(batch))
     compile_s = None
+    if device.type == "cuda":  # a captured step's activations live in the graphs' pool: count the capture
+        torch.cuda.reset_peak_memory_stats(device)
     if compiled or (graphs and strategy.graphed):  # compile / warm-up + capture time, apart from the timing
         t0 = time.perf_counter()
         for _ in range(3 if graphs else 1):
@@ -70,9 +74,9 @@ def measure(variant: str, args, device: torch.device) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         compile_s = round(time.perf_counter() - t0, 1)
-    extra = _counts(step, device) if args.kernels else {}
-    step_s, peak = time_steps(step, device, warmup=args.warmup, steps=args.steps,
-                              runs=args.runs)
+    extra = _counts(step, device, args.top) if args.kernels else {}
+    step_s, peak = time_steps(step, device, warmup=args.warmup, steps=args.steps, runs=args.runs,
+                              reset_peak=not (graphs and strategy.graphed))
     return {"bench": "supernet_step", "device": device_name(device), "impl": variant, "mixed_op": impl,
             "batch": args.batch, "order": args.order, "step": "original" if original else "nascore",
             "graphs": bool(graphs and strategy.graphed), "layers": args.layers, "C": args.C,
@@ -82,8 +86,9 @@ def measure(variant: str, args, device: torch.device) -> dict:
             "torch": torch.__version__}
 
 
-def _counts(step, device: torch.device) -> dict:
-    """ATen ops dispatched by one step and, on CUDA, the kernels it launched (torch.profiler)."""
+def _counts(step, device: torch.device, top: int = 0) -> dict:
+    """ATen ops dispatched by one step and, on CUDA, the kernels it launched (torch.profiler): their
+    number, their summed device time and, with `top`, the kernels that take the most of it."""
     step()
     with OpCounter() as ops:
         step()
@@ -95,7 +100,17 @@ def _counts(step, device: torch.device) -> dict:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             step()
             torch.cuda.synchronize(device)
-        out["cuda_kernels_per_step"] = sum(1 for e in prof.events() if e.device_type.name == "CUDA")
+        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+        out["cuda_kernels_per_step"] = len(kernels)
+        by_name: dict[str, list] = {}
+        for e in kernels:
+            entry = by_name.setdefault(e.name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += e.time_range.elapsed_us() / 1000
+        out["kernel_ms_per_step"] = round(sum(ms for _, ms in by_name.values()), 2)
+        if top:
+            ranked = sorted(by_name.items(), key=lambda kv: -kv[1][1])[:top]
+            out["top_kernels"] = [{"name": n[:120], "count": c, "ms": round(ms, 3)} for n, (c, ms) in ranked]
     return out
 
 
@@ -106,6 +121,7 @@ def main() -> None:
     p.add_argument("--C", type=int, default=16)
     p.add_argument("--order", type=int, default=1)
     p.add_argument("--kernels", action="store_true", help="also count ATen ops and CUDA kernels of one step")
+    p.add_argument("--top", type=int, default=0, help="with --kernels: the N kernels taking the most device time")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args()
     device = get_device(args.device)

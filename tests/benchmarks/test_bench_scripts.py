@@ -100,6 +100,29 @@ def test_summary_marks_targets_from_measured_lines(tmp_path):
     assert "| derived_train bf16_cl_graphs compile_s <= 60.0 | - | - | not measured on a GPU | - |" in md
 
 
+def test_summary_keeps_counts_of_kernel_lines_and_timings_of_timed_lines(tmp_path):
+    """A `--kernels` line (one unwarmed step) gives the variant its counts and top kernels, never its
+    timing: a timed line of the same variant gives that, whichever came first (test inputs)."""
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "bench.yaml").write_text((REPO / "params" / "bench.yaml").read_text())
+    d = tmp_path / "reports" / "bench"
+    d.mkdir(parents=True)
+    row = {"bench": "supernet_step", "device": "GPU X", "batch": 64, "order": 1, "peak_mem_mb_per_image": 30.0}
+    once = {"runs": 1, "steps_per_run": 1}
+    top = [{"name": "conv_kernel", "count": 40, "ms": 30.0}, {"name": "copy_kernel", "count": 900, "ms": 10.0}]
+    lines = [{**row, **once, "impl": "eager_fp32", "images_per_s": 75.0, "cuda_kernels_per_step": 39323},
+             {**row, "impl": "eager_fp32", "images_per_s": 100.0, "runs": 3, "steps_per_run": 3},
+             {**row, "impl": "batched_fp32", "images_per_s": 300.0, "runs": 3, "steps_per_run": 3},
+             {**row, **once, "impl": "batched_fp32", "images_per_s": 250.0, "cuda_kernels_per_step": 9277,
+              "kernel_ms_per_step": 50.0, "top_kernels": top}]
+    (d / "supernet_step.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    md = _summarise(tmp_path)
+    assert "| supernet_step | GPU X | eager_fp32 | 64 | 1 | 100.0 | 30.0 | 1.00 | 39323 | - |" in md
+    assert "| supernet_step | GPU X | batched_fp32 | 64 | 1 | 300.0 | 30.0 | 3.00 | 9277 | - |" in md
+    assert "75.0" not in md and "250.0" not in md
+    assert "| `conv_kernel` | 40 | 30.0 | 60% |" in md and "| `copy_kernel` | 900 | 10.0 | 20% |" in md
+
+
 def test_a_failing_variant_is_reported_and_the_others_still_run(capsys):
     sys.path.insert(0, str(REPO / "bench"))
     try:

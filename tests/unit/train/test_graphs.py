@@ -2,6 +2,8 @@
 default steps and contain no host-syncing op (checked on the CPU, where they run eagerly); on a
 GPU, replayed graphs follow eager training, never sync with the host, run the last partial batch
 eagerly without recapturing, and recapture after the optimizer state is replaced."""
+import copy
+
 import pytest
 import torch
 from timm.scheduler import CosineLRScheduler
@@ -221,17 +223,40 @@ def test_graphs_capture_the_full_batch_even_when_a_run_starts_on_a_partial_one()
 
 
 @pytest.mark.skipif(not CUDA or not torch.cuda.is_bf16_supported(), reason="needs a CUDA device with bf16")
-def test_bf16_channels_last_graphs_follow_eager_steps_on_cuda():
-    """The GPU fast path (batched cell, bf16 autocast, channels_last, CUDA graphs) against the same
-    settings stepped eagerly: index_add's atomics and bf16 rounding allow a loose tolerance only."""
-    states = []
-    for graphs in (False, True):
+def test_bf16_channels_last_graphs_replay_the_eager_step_on_cuda():
+    """The GPU fast path (batched cell, bf16 autocast, channels_last, CUDA graphs): once captured, a
+    replayed step makes the update an eager bf16 step makes from the same state, up to bf16's own
+    error. That error is measured, not assumed: both updates are compared with the fp32 update from
+    the same state, and the replay may be at most twice as far from it as the eager bf16 step (a
+    replay on stale buffers gives an unrelated update). Seen on an H200: whole runs drift apart by
+    tens of percent within 4 steps, and single small tensors' updates by 12% within one, so the check
+    is one step, over all weights together and all alphas together."""
+    def strategy(graphs, bf16=True):
         torch.manual_seed(0)
         net = DartsSupernet(4, 10, 4, mixed_op="batched").cuda()
-        s = DifferentiableSearch(net, lr=0.05, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
-                                 epochs=3, arch_lr=0.01, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
-                                 autocast_dtype=torch.bfloat16, channels_last=True, cuda_graphs=graphs)
-        states.append(_run_search(s, _search_batches(4, device="cuda", dtype=torch.float32), False, epochs=1))
-        if graphs:
-            assert s._weight_graph.captures == 1
-    _assert_states_close(states[0], states[1], rtol=5e-2, atol=5e-3)
+        return DifferentiableSearch(net, lr=0.05, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+                                    epochs=3, arch_lr=0.01, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
+                                    autocast_dtype=torch.bfloat16 if bf16 else None, channels_last=bf16,
+                                    cuda_graphs=graphs)
+
+    batches = _search_batches(5, batch=16, device="cuda", dtype=torch.float32)
+    graphed, eager, fp32 = strategy(True), strategy(False), strategy(False, bf16=False)
+    _run_search(graphed, batches[:4], False, epochs=1)  # captured, then replayed
+    assert graphed._weight_graph.captures == 1
+    for s in (eager, fp32):  # the same weights, alphas and optimizer state (copies: an optimizer shares what it loads)
+        s.load_state_dict(copy.deepcopy(graphed.state_dict()))
+    start = [p.detach().clone() for p in graphed.model.parameters()]
+    for s in (graphed, eager, fp32):
+        s.step(batches[4])
+    assert graphed._weight_graph.captures == 1
+
+    def update(s, alphas):
+        return torch.cat([(p.detach() - p0).flatten() for p, p0 in zip(s.model.parameters(), start)
+                          if any(p is a for a in s.alphas) == alphas])
+
+    for alphas in (False, True):
+        ref = update(fp32, alphas)
+        err_graphed, err_eager = (update(graphed, alphas) - ref).norm(), (update(eager, alphas) - ref).norm()
+        what = "alphas" if alphas else "weights"
+        assert err_graphed <= 2 * err_eager + 0.02 * ref.norm(), \
+            f"{what}: replayed bf16 update {err_graphed:.3g} from the fp32 one, eager bf16 {err_eager:.3g}"
