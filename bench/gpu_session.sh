@@ -28,7 +28,7 @@ if [[ ${SMOKE:-0} == 1 ]]; then   # CPU, toy sizes, no file under reports/bench/
   TESTS=(tests/unit/train/test_graphs.py -k "cuda or capturable")
 else
   DEV=(); SIZE=(); B64=64; B256=256; TRAIN=(); STEPS=(--warmup 2 --steps 3 --runs 3)
-  SEARCH=(--epochs 2)
+  SEARCH=(--epochs 1)  # ~70 s of search at the H200's measured step time, plus data and capture
   TESTS=(tests/unit/train/test_graphs.py tests/unit/ops/test_kernels.py tests/unit/ops/test_fused_mixed_op.py -k cuda)
 fi
 
@@ -54,7 +54,7 @@ item() {
 item 120 -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 # 2. eager variants. What the batched cell cuts: ATen ops and CUDA kernels of one first-order step
 for v in eager_fp32 loop_fp32 batched_fp32; do
-  item 45 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants $v --batch $B64 --kernels --warmup 0 --steps 1 --runs 1
+  item 45 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants $v --batch $B64 --kernels --top 15 --warmup 0 --steps 1 --runs 1
 done
 #    the search step at batch 64, each variant alone, then batch 256; second order against first
 for v in eager_fp32 loop_fp32 fused_fp32 batched_fp32 batched_bf16_cl; do
@@ -72,15 +72,15 @@ for v in eager_fp32 bf16_cl; do
 done
 item 30 bench/data_pipeline.py "${DEV[@]}" $([[ ${SMOKE:-0} == 1 ]] && echo --images 200 --batch 50 --runs 1)
 # 3. captured variants (CUDA graphs): kernels, the search step, training, a whole search (a line per epoch)
-item 45 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants batched_bf16_cl_graphs --batch $B64 --kernels --warmup 0 --steps 1 --runs 1
+item 45 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants batched_bf16_cl_graphs --batch $B64 --kernels --top 15 --warmup 0 --steps 1 --runs 1
 for v in batched_fp32_graphs batched_bf16_cl_graphs batched_recompute_bf16_cl_graphs; do
   item 50 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants $v --batch $B64 "${STEPS[@]}"
 done
 item 50 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants batched_bf16_cl_graphs --batch $B256 "${STEPS[@]}"
+item 150 bench/search_to_genotype.py "${DEV[@]}" "${SEARCH[@]}"
 for v in fp32_graphs bf16_cl_graphs; do
   item 50 bench/derived_train.py "${DEV[@]}" "${TRAIN[@]}" --variants $v "${STEPS[@]}"
 done
-item 150 bench/search_to_genotype.py "${DEV[@]}" "${SEARCH[@]}"
 # 4. what is left of the budget: torch.compile variants (slow to compile)
 item 90 bench/derived_train.py "${DEV[@]}" "${TRAIN[@]}" --variants bf16_cl_compiled "${STEPS[@]}"
 item 90 bench/supernet_step.py "${DEV[@]}" "${SIZE[@]}" --variants fused_bf16_cl_cudagraphs --batch $B64 "${STEPS[@]}"
