@@ -92,6 +92,16 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
                 if r.data.tags.get("stage") == "search-child"]
     assert children and all(r.data.tags.get("mlflow.parentRunId") for r in children)
 
+    # no DVC-tracked output holds a machine path: a clone elsewhere gets the same hashes
+    import yaml
+    machine = [str(tmp_path).encode(), str(REPO).encode(), str(SHARED.resolve()).encode()]
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    outs = {o["path"] for stage in lock.values() for o in stage.get("outs", [])}
+    files = [f for o in outs for f in ([root / o] if (root / o).is_file() else (root / o).rglob("*")) if f.is_file()]
+    assert len(files) > 20
+    leaks = [str(f.relative_to(root)) for f in files if any(m in f.read_bytes() for m in machine)]
+    assert not leaks, f"machine paths in DVC-tracked outputs: {leaks}"
+
     if real_data:  # CI's regression gate: fresh metrics against the committed baseline
         check = subprocess.run([sys.executable, "-m", "nascore.cli", "check-metrics",
                                 "--baseline", str(REPO / "tests" / "baselines" / "ci_metrics.json"),

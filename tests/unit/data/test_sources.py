@@ -103,6 +103,31 @@ def test_prepare_writes_tensors_manifest_and_checksum(tmp_path, monkeypatch):
         load_prepared(out)
 
 
+@pytest.mark.parametrize("where", ["project", "env", "explicit", "shared"])
+def test_prepared_outputs_hold_no_machine_path(tmp_path, monkeypatch, where):
+    """DVC hashes the manifest: the source (and a not-run reason) is named as the same on every
+    checkout, so a fresh clone elsewhere gets the same prepared-data hash and reruns nothing."""
+    monkeypatch.delenv("NASREPRO_DATA", raising=False)
+    proj = tmp_path / "checkout" / "proj"
+    raw = {"project": proj / "data" / "raw", "env": tmp_path / "datasets", "explicit": tmp_path / "mine",
+           "shared": proj.parent / "shared" / "data"}[where]
+    write_cifar_pickles(raw / "cifar-10-batches-py", train_per_class=2, test_per_class=1)
+    if where == "env":
+        monkeypatch.setenv("NASREPRO_DATA", str(raw))
+    params = DataParams(root="~/mine") if where == "explicit" else DataParams()
+    if where == "explicit":
+        monkeypatch.setenv("HOME", str(tmp_path))
+    out = proj / "data" / "prepared" / "cifar10"
+    m = prepare("cifar10", params, proj, out)
+    expected = {"project": "data/raw", "env": "$NASREPRO_DATA", "explicit": "~/mine",
+                "shared": "../shared/data"}[where]
+    assert m["source"]["path"] == f"{expected}/cifar-10-batches-py"
+    missing = prepare("cifar100", params, proj, proj / "data" / "prepared" / "cifar100")
+    assert expected in missing["reason"]
+    for f in (out / "manifest.json", proj / "data" / "prepared" / "cifar100" / "manifest.json"):
+        assert str(tmp_path) not in f.read_text()
+
+
 def test_scaling_below_crop_pads_with_mean_colour():
     from nascore.data.prepare import scale_keep_aspect
     img = torch.full((3, 32, 32), 200, dtype=torch.uint8)

@@ -72,10 +72,21 @@ def preprocess_imagenet(raw: RawDataset, p: ImagenetPrep) -> dict[str, torch.Ten
             "test_x": test, "test_y": torch.tensor(raw.test.labels)}
 
 
-def _shown(path: Path, project_root: Path) -> str:
-    """A path as a reader of the repo would type it: relative to the project when possible."""
-    rel = os.path.relpath(path, project_root)
-    return rel if not rel.startswith("../..") else str(path)
+def _shown(path: Path, project_root: Path, explicit_root: str | None = None) -> str:
+    """A path as the same on every checkout and machine, for outputs DVC tracks (a machine path
+    would change their hash per checkout): relative to the project, or under the root it was found
+    in as that root was given ($NASREPRO_DATA, data.root as written, ../shared/data)."""
+    path = Path(path).resolve()
+    roots = [(Path(os.environ["NASREPRO_DATA"]), "$NASREPRO_DATA")] if os.environ.get("NASREPRO_DATA") else []
+    if explicit_root:
+        roots.insert(0, (Path(explicit_root), explicit_root))
+    roots += [(project_root, "."), (project_root.parent / "shared" / "data", "../shared/data")]
+    for root, label in roots:
+        root = root.expanduser().resolve()
+        if path == root or root in path.parents:
+            rel = path.relative_to(root).as_posix()
+            return label if rel == "." else rel if label == "." else f"{label}/{rel}"
+    return f"<outside the repo>/{path.name}"
 
 
 def _write_atomically(out_dir: Path, files: dict[str, Any]) -> None:
@@ -104,7 +115,7 @@ def prepare(name: str, params: DataParams, project_root: Path, out_dir: Path) ->
     try:
         located = locate(name, params.root, project_root, params.allow_download)
     except DataNotFound:
-        roots = ", ".join(_shown(r, project_root) for r in search_roots(params.root, project_root))
+        roots = ", ".join(_shown(r, project_root, params.root) for r in search_roots(params.root, project_root))
         manifest = {"schema": SCHEMA, "dataset": name, "status": "not run",
                     "reason": f"not run: no {info.display_name} data at {roots}"}
         _write_atomically(out_dir, {MANIFEST: json.dumps(manifest, indent=2) + "\n"})
@@ -131,7 +142,7 @@ def prepare(name: str, params: DataParams, project_root: Path, out_dir: Path) ->
     names = raw.classes
     manifest = {
         "schema": SCHEMA, "dataset": name, "status": "ok", "display_name": raw.display_name,
-        "source": {"kind": raw.kind, "path": raw.source},
+        "source": {"kind": raw.kind, "path": _shown(Path(raw.source), project_root, params.root)},
         "classes": names,
         "counts": {split: {names[c] if c < len(names) else str(c): n
                            for c, n in iter_classes(getattr(raw, split).labels)}
