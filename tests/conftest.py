@@ -10,8 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+
+from nascore.runtime import pin_cpu_isa
 
 REPO = Path(__file__).resolve().parents[1]
+# The stages pin the CPU kernels (params/run.yaml run.cpu_isa) before computing; tests that run a stage
+# in this process compute under the same pin, set here before any test's first tensor operation.
+pin_cpu_isa(yaml.safe_load((REPO / "params" / "run.yaml").read_text())["run"].get("cpu_isa", "native"))
 
 
 def write_cifar_pickles(folder: Path, name: str = "cifar10", train_per_class: int = 4,

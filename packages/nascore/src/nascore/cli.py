@@ -48,8 +48,10 @@ def cmd_info(args) -> int:
 def cmd_prepare(args) -> int:
     from nascore.data.prepare import prepare
     from nascore.params import load_params
+    from nascore.runtime import pin_cpu_isa
 
     params = load_params(_root(args), None, args.profile)
+    pin_cpu_isa(params.run.cpu_isa)  # decoding and resizing run CPU kernels too
     out = _root(args) / params.data.prepared_dir / args.dataset
     manifest = prepare(args.dataset, params.data, _root(args), out)
     if manifest["status"] != "ok":

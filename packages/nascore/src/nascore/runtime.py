@@ -23,6 +23,10 @@ class RunParams:
     amp: bool = spec(True, doc="bf16 autocast on GPU (ignored on CPU)")
     channels_last: bool = spec(True, doc="channels_last memory format on GPU")
     threads: int | None = spec(None, ge=1, doc="CPU threads for torch (null = torch default)")
+    cpu_isa: Literal["avx2", "native"] = spec(
+        "native", doc="the x86 instruction set the CPU kernels may use (ATen, oneDNN, MKL): avx2 computes the same "
+                      "floats on any x86 CPU with AVX2, AVX-512 ones included (what makes a CPU profile's reports "
+                      "and CI's baseline reproducible across machines); native lets each library pick its fastest")
     tracking_uri: str | None = spec(None, doc="MLflow store; $MLFLOW_TRACKING_URI wins")
     compile: Literal["auto", "on", "off"] = spec(
         "auto", doc="torch.compile the networks of the long trainings (fine-tuning, final networks): on, off, "
@@ -54,8 +58,29 @@ def select_device(run: RunParams) -> torch.device:
     return torch.device("cuda")
 
 
+# What each run.cpu_isa pins, by the environment variable each library reads when it first computes
+# (ATen's kernel dispatch, oneDNN's JIT convolutions, MKL's GEMMs: Conditional Numerical Reproducibility).
+CPU_ISA_ENV = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}}
+
+
+def pin_cpu_isa(isa: str) -> None:
+    """Pin the CPU kernels to `isa` before the process computes anything. Each library fixes its choice
+    at its first computation, so a pin that comes too late cannot take effect: that is an error, not
+    a silent difference in the numbers."""
+    if isa == "native" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    os.environ.update(CPU_ISA_ENV[isa])
+    got = torch.backends.cpu.get_cpu_capability()
+    if got != isa.upper():
+        raise RuntimeError(
+            f"run.cpu_isa is {isa!r} but torch's CPU kernels already run {got}: the pin must come before the "
+            f"process's first tensor operation (or export {' '.join(f'{k}={v}' for k, v in CPU_ISA_ENV[isa].items())} "
+            f"before starting it); on a CPU without {isa.upper()} set run.cpu_isa: native")
+
+
 def setup(run: RunParams) -> torch.device:
-    """Seed everything, apply the determinism mode, pick the device."""
+    """Pin the CPU kernels, seed everything, apply the determinism mode, pick the device."""
+    pin_cpu_isa(run.cpu_isa)
     random.seed(run.seed)
     np.random.seed(run.seed)
     torch.manual_seed(run.seed)
@@ -116,7 +141,7 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    return f"CPU {cpu}, {os.cpu_count()} cores (torch {torch.__version__})"
+    return f"CPU {cpu}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()} kernels (torch {torch.__version__})"
 
 
 def init_distributed() -> tuple[int, int]:
