@@ -36,3 +36,19 @@ def test_check_metrics_prints_table_and_fails(tmp_path):
     assert check_metrics(base, tmp_path / "m", bands, io.StringIO()) == 0
     _write(tmp_path / "m", "darts-cifar10", {"status": "not run"})
     assert check_metrics(base, tmp_path / "m", bands, io.StringIO()) == 1
+
+
+def test_a_changed_genotype_fails_however_close_the_floats(tmp_path):
+    """exact fields (params/regression.yaml: genotype_hash): the search found another architecture."""
+    bands = tmp_path / "bands.yaml"
+    bands.write_text("bands:\n  top1_err: {better: lower, abs_tol: 2.0}\nexact: [genotype_hash]\n")
+    base = tmp_path / "baseline.json"
+    base.write_text(json.dumps({"darts-search": {"status": "ok", "genotype_hash": "f22fd8a2d8aa"},
+                                "darts-cifar10": {"status": "ok", "top1_err": 50.0, "genotype_hash": "f22fd8a2d8aa"}}))
+    _write(tmp_path / "m", "darts-search", {"status": "ok", "genotype_hash": "f22fd8a2d8aa"})
+    _write(tmp_path / "m", "darts-cifar10", {"status": "ok", "top1_err": 50.0, "genotype_hash": "f22fd8a2d8aa"})
+    assert check_metrics(base, tmp_path / "m", bands, io.StringIO()) == 0
+    _write(tmp_path / "m", "darts-search", {"status": "ok", "genotype_hash": "70b53dc0282c"})
+    out = io.StringIO()
+    assert check_metrics(base, tmp_path / "m", bands, out) == 1
+    assert "darts-search   genotype_hash  f22fd8a2d8aa  70b53dc0282c" in out.getvalue() and "CHANGED" in out.getvalue()

@@ -23,6 +23,8 @@ class Band:
 @dataclass(frozen=True)
 class Bands:
     bands: dict[str, Band]
+    exact: list[str] = spec(default_factory=list, doc="fields that must equal the baseline exactly (e.g. genotype_hash: the "
+                                      "architecture found; a float band cannot say the search changed)")
 
 
 def collect(metrics_dir: Path) -> dict[str, dict[str, Any]]:
@@ -31,11 +33,16 @@ def collect(metrics_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def compare(baseline: dict[str, dict[str, Any]], fresh: dict[str, dict[str, Any]],
-            bands: dict[str, Band]) -> list[dict[str, Any]]:
-    """One row per (file, banded metric) of the baseline, with a verdict."""
+            bands: dict[str, Band], exact: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One row per (file, banded or exact metric) of the baseline, with a verdict."""
     rows = []
     for name, base in sorted(baseline.items()):
         new = fresh.get(name, {})
+        for field in exact:
+            if field in base:
+                status = "ok" if new.get(field) == base[field] else "MISSING" if field not in new else "CHANGED"
+                rows.append({"file": name, "metric": field, "baseline": base[field], "new": new.get(field),
+                             "change": None, "allowed": 0, "better": "equal", "status": status})
         for metric, band in bands.items():
             if metric not in base:
                 continue
@@ -73,16 +80,17 @@ def _f(v: Any, signed: bool = False) -> str:
 
 
 def check_metrics(baseline: Path, metrics_dir: Path, bands_file: Path, out=sys.stdout) -> int:
-    """Print the diff table; return 1 when any banded metric regressed or went missing."""
-    bands = from_dict(Bands, read_yaml(bands_file), str(bands_file)).bands
+    """Print the diff table; return 1 when any banded metric regressed or went missing, or an exact one
+    changed."""
+    config = from_dict(Bands, read_yaml(bands_file), str(bands_file))
     if not baseline.is_file():
         print(f"error: baseline {baseline} does not exist; create it with "
               f"`python -m nascore.regression --write-baseline {metrics_dir} {baseline}`", file=out)
         return 2
-    rows = compare(json.loads(baseline.read_text()), collect(metrics_dir), bands)
+    rows = compare(json.loads(baseline.read_text()), collect(metrics_dir), config.bands, config.exact)
     print(format_table(rows), file=out)
     bad = [r for r in rows if r["status"] != "ok"]
-    print(f"\n{len(rows) - len(bad)} within bands, {len(bad)} regressed or missing", file=out)
+    print(f"\n{len(rows) - len(bad)} within bands or equal, {len(bad)} regressed, changed or missing", file=out)
     return 1 if bad else 0
 
 
