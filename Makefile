@@ -5,14 +5,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test bench bench-gpu ui baseline
+.PHONY: setup lock repro test bench bench-gpu ui baseline
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt packages/nascore/pyproject.toml
+$(VENV)/.installed: requirements.lock packages/nascore/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+	$(PY) -m pip install -q -r requirements.lock 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+	$(PY) -m pip install -q --no-deps -e packages/nascore
 	touch $@
+
+lock:                  ## regenerate requirements.lock from requirements.txt in a scratch venv
+	rm -rf .lock-venv && python3 -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q -r requirements.txt
+	{ sed -n '1,/^# Linux/p' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 repro: setup           ## the DAG of the profile in params/run.yaml (default: quick)
 	dvc repro
