@@ -92,6 +92,13 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
                 if r.data.tags.get("stage") == "search-child"]
     assert children and all(r.data.tags.get("mlflow.parentRunId") for r in children)
 
+    # every method side by side, the papers' rows beside ours
+    summary = (root / "reports" / "summary.md").read_text()
+    for m in ("darts", "mldarts", "stacnas", "vgg_rl"):
+        assert f"| {m} | **ours** (ci profile, seed 0, n = 1;" in summary and f"| {m} | paper: " in summary
+    assert "| openset_rl | cifar10_osr (full," in summary
+    assert (root / "reports" / "figures" / "summary" / "error_vs_search_cost.png").is_file()
+
     # no DVC-tracked output holds a machine path: a clone elsewhere gets the same hashes
     import yaml
     machine = [str(tmp_path).encode(), str(REPO).encode(), str(SHARED.resolve()).encode()]

@@ -92,6 +92,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_summary(args) -> int:
+    from nascore.methods import METHODS
+    from nascore.params import load_params
+    from nascore.report.summary import write_summary
+
+    params = load_params(_root(args), None, args.profile)
+    path = write_summary(_root(args), list(METHODS.names()), params.run.seed)
+    print(f"[nascore] wrote {path}")
+    return 0
+
+
 def cmd_check_metrics(args) -> int:
     from nascore.regression import check_metrics
 
@@ -130,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--stage", default="search",
                            help="search stage of a multi-stage method (stacnas: stage1, stage2)")
         s.set_defaults(fn=fn)
+
+    s = sub.add_parser("summary", help="reports/summary.md: every method's metrics beside the papers' numbers")
+    s.set_defaults(fn=cmd_summary)
 
     s = sub.add_parser("check-metrics", help="compare metrics against baselines with tolerance bands")
     s.add_argument("--baseline", required=True, help="baseline metrics JSON (committed)")

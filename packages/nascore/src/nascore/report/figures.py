@@ -197,3 +197,31 @@ def plot_openset(variants: dict[str, Any], path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_error_vs_search_cost(ours: list[tuple[str, float, float]], papers: list[tuple[str, float, float]],
+                              path: Path) -> Path:
+    """CIFAR-10 error against search cost, (label, cost, error) points: ours in seconds on our hardware,
+    the papers' in GPU-days (log scale), side by side and never on one axis."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    methods = list(dict.fromkeys(label.split(":")[0] for label, _, _ in [*ours, *papers]))  # one colour per method
+    for ax, pts, unit in ((left, ours, "search wall clock, s (our hardware)"),
+                          (right, papers, "search cost, GPU-days (as published, log)")):
+        for i, (label, x, y) in enumerate(pts):  # a legend, not annotations: published points crowd together
+            ax.scatter(x, y, s=36, marker="os^Dv<>p"[i % 8], label=label,
+                       color=f"C{methods.index(label.split(':')[0]) % 10}")
+        ax.set_xlabel(unit)
+        ax.set_ylabel("CIFAR-10 test error, %")
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+        if pts:
+            ax.legend(fontsize=7, loc="best")
+        else:
+            ax.text(0.5, 0.5, "nothing measured", ha="center", va="center", transform=ax.transAxes)
+    left.set_title("ours (the profile's budget)")
+    right.set_title("papers")
+    if papers:
+        right.set_xscale("log")
+        for axis in (right.xaxis.set_major_formatter, right.xaxis.set_minor_formatter):
+            axis(matplotlib.ticker.FormatStrFormatter("%g"))
+    return _save(fig, path)
