@@ -99,8 +99,9 @@ def write_report(method) -> Path:
               "| source | top-1 error (%) | top-5 error (%) | params (M) | MACs (M) | budget |",
               "|---|---|---|---|---|---|"]
     for r in paper.get("imagenet", []):
-        lines.append(f"| paper: {r['label']} | {_fmt(r['top1_err'], 1)} | {_fmt(r['top5_err'], 1)} | "
-                     f"{_fmt(r['params_m'], 1)} | {_fmt(r['macs_m'], 0)} at 224x224 px | ImageNet, 1000 classes |")
+        macs = f"{_fmt(r['macs_m'], 0)} at 224x224 px" if r.get("macs_m") is not None else "not given"
+        lines.append(f"| paper: {r['label']} | {r['top1_err']:g} | {r['top5_err']:g} | "
+                     f"{_fmt(r['params_m'], 1)} | {macs} | ImageNet, 1000 classes |")
     for ds in ("imagenet", "imagenette"):
         r = results[ds]
         if r.get("status") == "ok":
