@@ -15,7 +15,7 @@ from nascore.genotype import CellGenotype  # noqa: E402
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
 
