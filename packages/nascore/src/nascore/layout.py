@@ -46,3 +46,25 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+class UnsafeFile(RuntimeError):
+    """A checkpoint or model file that holds more than tensors and plain data (code to run on load)."""
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> Any:
+    """torch.load with weights_only=True: tensors, numbers, strings, and lists / dicts / tuples of them,
+    which is all nascore writes. Unpickling anything else could run code from the file (a crafted
+    checkpoint under runs/, or a model.pt pulled from a compromised DVC remote), so it is refused
+    before any of it runs."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()[-1][:300]
+        raise UnsafeFile(f"{path} holds more than tensors and plain data, so it was not loaded (nothing in it ran): "
+                         f"it is not a file nascore wrote, or it was altered. Delete it (a checkpoint: the stage "
+                         f"starts over) or restore it from a trusted copy ({reason})") from None

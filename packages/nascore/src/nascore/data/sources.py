@@ -156,9 +156,24 @@ def locate(name: str, explicit_root: str | None, project_root: Path,
 Selector = Callable[[str, list[tuple[str, int]]], list[tuple[str, int]]]
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """A CIFAR batch is a dict of numpy arrays, lists, numbers, strings and bytes: only the globals
+    that rebuild a numpy array may be looked up, so a crafted file cannot run code on load."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CIFAR batch never holds "
+                                         "(only numpy arrays, lists, numbers and strings); nothing in it was run")
+        return super().find_class(module, name)
+
+
 def _unpickle(fileobj, where: str) -> dict:
     try:
-        return pickle.load(fileobj, encoding="latin1")
+        return _CifarUnpickler(fileobj, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             ImportError, IndexError, zlib.error, OSError) as e:
         raise DataError(f"{where} is corrupt or not a CIFAR pickle ({type(e).__name__}: {e}); "

@@ -19,7 +19,7 @@ from nascore.data.sources import DATASETS
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
 from nascore.genotype import Genotype, load_genotype
-from nascore.layout import read_json, write_json
+from nascore.layout import load_checkpoint, read_json, write_json
 from nascore.methods.base import METHODS, Method, Timer, genotype_tags
 from nascore.models import create_model
 from nascore.ops import MIXED_OPS, OPS
@@ -374,8 +374,7 @@ class DartsMethod(Method):
         device = setup(run)
         rank, world = init_distributed()  # under torchrun: each rank scores a share of the test set
         tensors, manifest = load_prepared(self.layout.prepared(dataset))
-        saved = torch.load(self.layout.finetune_dir(self.name, dataset) / "model.pt", map_location=device,
-                           weights_only=False)
+        saved = load_checkpoint(self.layout.finetune_dir(self.name, dataset) / "model.pt", map_location=device)
         genotype = Genotype.from_json(saved["genotype"], self.space().primitives)
         model = self.build_network(genotype, family, saved["num_classes"], tp).to(device)
         model.load_state_dict(saved["state_dict"])

@@ -22,7 +22,7 @@ from nascore.data.loader import TensorBatches, make_transform
 from nascore.data.prepare import NotRun, load_prepared
 from nascore.evaluate.complexity import count_params
 from nascore.evaluate.openset import collect, feature_distribution_score, open_set_metrics
-from nascore.layout import read_json, write_json
+from nascore.layout import load_checkpoint, read_json, write_json
 from nascore.methods.base import METHODS, Timer
 from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import (ControllerMethod, ControllerParams, TrainingParams, publish,
@@ -289,7 +289,7 @@ class OpensetRlMethod(ControllerMethod):
                     for i, split in enumerate(splits):
                         fname = f"{v.name}-split{i}.pt"
                         key = fingerprint + arch.canonical_hash() + str(split["known"])
-                        saved = torch.load(ckdir / fname, weights_only=False) if (ckdir / fname).is_file() else {}
+                        saved = load_checkpoint(ckdir / fname) if (ckdir / fname).is_file() else {}
                         if saved.get("fingerprint") != key:
                             x, y = _select(x_all, tensors["train_y"], split["known"])
                             rec, model, center = self.train_child(
@@ -330,7 +330,7 @@ class OpensetRlMethod(ControllerMethod):
                 if m.get("status") != "ok":
                     per_variant.setdefault(m["variant"], [])
                     continue
-                saved = torch.load(fdir / m["file"], map_location=device, weights_only=False)
+                saved = load_checkpoint(fdir / m["file"], map_location=device)
                 split = saved["split"]
                 model = self.network(BlockArchitecture.from_json(saved["arch"]), saved["num_classes"]).to(device)
                 model.load_state_dict(saved["state_dict"])

@@ -19,7 +19,7 @@ from nascore.data.loader import TensorBatches, make_transform
 from nascore.data.prepare import NotRun, load_prepared
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
-from nascore.layout import read_json, write_json
+from nascore.layout import load_checkpoint, read_json, write_json
 from nascore.methods.base import METHODS, Timer
 from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import (ControllerMethod, ControllerParams, TrainingParams, publish,
@@ -285,7 +285,7 @@ class VggRlMethod(ControllerMethod):
                     path = self.layout.checkpoints(self.name) / f"finetune-{dataset}" / f"rank{r['rank']:02d}.pt"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     key = fingerprint + r["arch_hash"]
-                    saved = torch.load(path, weights_only=False) if path.is_file() else {}
+                    saved = load_checkpoint(path) if path.is_file() else {}
                     if saved.get("fingerprint") == key:  # finished before a kill, with these params
                         done.append({"rank": r["rank"], "arch_hash": r["arch_hash"], "file": path.name,
                                      **saved["record"]})
@@ -332,7 +332,7 @@ class VggRlMethod(ControllerMethod):
                     rows.append({"rank": m["rank"], "arch_hash": m["arch_hash"], "status": m["status"],
                                  "reason": m.get("reason")})
                     continue
-                saved = torch.load(fdir / m["file"], map_location=device, weights_only=False)
+                saved = load_checkpoint(fdir / m["file"], map_location=device)
                 arch = ChainArchitecture.from_json(saved["arch"])
                 model = ChainNet(arch, saved["num_classes"]).to(device)
                 model.load_state_dict(saved["state_dict"])

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from nascore.controllers import LSTMPolicy
 from nascore.controllers.updates import PolicyUpdate
 from nascore.data.loader import step_seed
+from nascore.layout import load_checkpoint
 
 ChildFn = Callable[[list[int], str], dict[str, Any]]
 
@@ -69,7 +70,7 @@ class ControllerSearch:
     def _load(self) -> dict[str, Any] | None:
         if self.state_path is None or not self.state_path.is_file():
             return None
-        state = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(self.state_path, map_location="cpu")
         if state.get("fingerprint") != self.fingerprint:
             print(f"[nascore] {self.state_path}: state is from other params; starting fresh", file=sys.stderr)
             return None

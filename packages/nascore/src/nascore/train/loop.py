@@ -19,6 +19,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from nascore.data.loader import step_seed
+from nascore.layout import load_checkpoint
 
 
 class Divergence(RuntimeError):
@@ -123,7 +124,7 @@ class CheckpointHook(Hook):
     def _load(self) -> dict | None:
         if not self.path.is_file():
             return None
-        state = torch.load(self.path, map_location=self.device, weights_only=False)
+        state = load_checkpoint(self.path, map_location=self.device)
         if state.get("fingerprint") != self.fingerprint:
             print(f"[nascore] {self.path}: checkpoint is from other params; starting fresh",
                   file=sys.stderr)
