@@ -54,3 +54,17 @@ def test_native_and_unknown_values():
     assert from_dict(RunParams, {"cpu_isa": "native"}, "run").cpu_isa == "native"
     with pytest.raises(ParamsError, match="cpu_isa"):
         from_dict(RunParams, {"cpu_isa": "avx512"}, "run")
+
+
+@pytest.mark.skipif(not X86, reason="the ISA pins are x86 settings")
+def test_every_cli_command_computes_pinned(tmp_path):
+    """The CLI pins before the command runs: `info` never calls setup(), and a stage may touch tensors
+    before its setup() (stacnas' stage 2 reads stage 1's result first)."""
+    (tmp_path / "params").mkdir()
+    for f in ("run.yaml", "data.yaml", "profiles.yaml"):
+        (tmp_path / "params" / f).write_text((REPO / "params" / f).read_text())
+    out = _python("import contextlib, io, torch\nfrom nascore.cli import main\n"
+                  f"with contextlib.redirect_stdout(io.StringIO()):\n    rc = main(['--root', {str(tmp_path)!r}, 'info', 'darts_v2'])\n"
+                  "print(rc, torch.backends.cpu.get_cpu_capability())")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0", "AVX2"]

@@ -48,10 +48,8 @@ def cmd_info(args) -> int:
 def cmd_prepare(args) -> int:
     from nascore.data.prepare import prepare
     from nascore.params import load_params
-    from nascore.runtime import pin_cpu_isa
 
     params = load_params(_root(args), None, args.profile)
-    pin_cpu_isa(params.run.cpu_isa)  # decoding and resizing run CPU kernels too
     out = _root(args) / params.data.prepared_dir / args.dataset
     manifest = prepare(args.dataset, params.data, _root(args), out)
     if manifest["status"] != "ok":
@@ -153,9 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _pin_cpu_kernels(args) -> None:
+    """run.cpu_isa, applied before the command computes anything (a stage may touch tensors before
+    its setup(): stacnas' stage 2 reads stage 1's result first)."""
+    if (_root(args) / "params" / "run.yaml").is_file():
+        from nascore.params import load_params
+        from nascore.runtime import pin_cpu_isa
+
+        pin_cpu_isa(load_params(_root(args), None, args.profile).run.cpu_isa)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _pin_cpu_kernels(args)
         return args.fn(args)
     except (ParamsError, DataError, GenotypeError) as e:
         print(f"error: {e}", file=sys.stderr)
