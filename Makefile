@@ -5,8 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup lock repro test bench bench-gpu ui baseline
-setup: $(VENV)/.installed
+.PHONY: help setup lock repro test bench bench-gpu ui baseline
+setup: $(VENV)/.installed  ## venv + every package pinned in requirements.lock (once; again when the lock changes)
 
 $(VENV)/.installed: requirements.lock packages/nascore/pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,10 +34,13 @@ bench: setup           ## CPU benchmarks (pytest-benchmark), compared side by si
 	$(PY) bench/op_count.py --no-save
 	$(PY) bench/activation_memory.py --device cpu --no-save
 
+help:                  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## /  make \1\t/' | expand -t 20
+
 # GPU benchmarks (bench/README.md): the one-call session script, then its GPU lines into reports/.
 # NO_SETUP=1 PY=python3: on a machine whose python3 has torch, timm and pyyaml already (no venv, no network).
 GPU_OUT ?= /tmp/nascore-gpu-session
-bench-gpu: $(if $(NO_SETUP),,setup)
+bench-gpu: $(if $(NO_SETUP),,setup)  ## GPU session script, then its GPU lines into reports/bench/
 	OUT=$(GPU_OUT) PY=$(PY) bash bench/gpu_session.sh
 	$(PY) bench/ingest.py $(GPU_OUT)/bench.jsonl
 

@@ -26,10 +26,10 @@ def cmd_info(args) -> int:
     from nascore.ops import OPS
 
     genotype = load_genotype(args.genotype, OPS.names())
-    imagenet = args.dataset == "imagenet"
+    imagenet = DATASETS[args.dataset].family == "imagenet"  # imagenette: the ImageNet network, 10 classes
     layers = args.layers or (14 if imagenet else 20)
     C = args.channels or (48 if imagenet else 36)
-    num_classes = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}[args.dataset]
+    num_classes = {"cifar10": 10, "cifar100": 100, "imagenet": 1000, "imagenette": 10}[args.dataset]
     model = create_model("darts_imagenet" if imagenet else "darts_cifar", genotype=genotype, C=C,
                          layers=layers, num_classes=num_classes, auxiliary=not args.no_auxiliary)
     side = 224 if imagenet else 32
@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("info", help="params and MACs of a genotype's evaluation network")
     s.add_argument("genotype", help="a genotype JSON file or a published name (darts_v1, darts_v2)")
-    s.add_argument("--dataset", choices=["cifar10", "cifar100", "imagenet"], default="cifar10")
+    s.add_argument("--dataset", choices=DATASETS.names(), default="cifar10",
+                   help="which evaluation network: CIFAR (32 px) or ImageNet family (224 px), and its classes")
     s.add_argument("--layers", type=int, default=None, help="cells (default 20 CIFAR, 14 ImageNet)")
     s.add_argument("--channels", type=int, default=None, help="initial channels (default 36 / 48)")
     s.add_argument("--no-auxiliary", action="store_true", help="build without the auxiliary head")
@@ -128,9 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", choices=DATASETS.names(), required=True)
     s.set_defaults(fn=cmd_prepare)
 
-    for name, fn, needs_ds in (("search", cmd_search, False), ("finetune", cmd_finetune, True),
-                               ("evaluate", cmd_evaluate, True), ("report", cmd_report, False)):
-        s = sub.add_parser(name)
+    stages = (("search", cmd_search, False, "a method's architecture search (its genotype under runs/<method>/)"),
+              ("finetune", cmd_finetune, True, "train the searched network on a dataset"),
+              ("evaluate", cmd_evaluate, True, "test the fine-tuned network (reports/metrics/<method>-<dataset>.json)"),
+              ("report", cmd_report, False, "reports/<method>.md: ours beside the paper's, with figures"))
+    for name, fn, needs_ds, what in stages:
+        s = sub.add_parser(name, help=what)
         s.add_argument("--method", choices=METHODS.names(), required=True)
         if needs_ds:
             s.add_argument("--dataset", choices=[*DATASETS.names(), *PROTOCOLS], required=True,
