@@ -5,6 +5,7 @@ validated into its dataclass. Errors name the file, the key and what is allowed.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -14,6 +15,15 @@ from typing import Any
 from nascore.config import ParamsError, deep_merge, from_dict, read_yaml, to_dict
 from nascore.data.params import DataParams
 from nascore.runtime import RunParams
+
+
+@functools.cache
+def source_hash(package: Path = Path(__file__).resolve().parent) -> str:
+    """sha256 of the package's Python source, file names included (compiled caches are not source)."""
+    h = hashlib.sha256()
+    for f in sorted(package.rglob("*.py")):
+        h.update(f.relative_to(package).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -27,10 +37,12 @@ class Params:
     method_name: str
 
     def fingerprint(self, *sections: str) -> str:
-        """A hash of the params that shape a stage's result (for checkpoint compatibility)."""
+        """A hash of what shapes a stage's result, for checkpoint compatibility: the params and the code
+        (a checkpoint written by other code resumes nothing: its weights could be stale)."""
         blob = {"run": {k: v for k, v in to_dict(self.run).items() if k not in ("tracking_uri", "threads")},
                 "data": to_dict(self.data),
-                "method": {s: to_dict(getattr(self.method, s)) for s in sections}}
+                "method": {s: to_dict(getattr(self.method, s)) for s in sections},
+                "code": source_hash()}
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
