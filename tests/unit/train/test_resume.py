@@ -41,3 +41,48 @@ def test_killed_search_resumes_to_the_same_genotype(cifar_project, tmp_path):
     a, b = read(cifar_project, "alpha_history.json"), read(twin, "alpha_history.json")
     assert a["epochs"][-1]["alphas"] == b["epochs"][-1]["alphas"]
     assert [e["val_err"] for e in a["epochs"]] == [e["val_err"] for e in b["epochs"]]
+
+
+def test_a_search_killed_after_its_last_step_keeps_its_work(cifar_project, tmp_path):
+    """Killed between the last step and the outputs (issue 13, item 2): the checkpoint is still there,
+    the rerun resumes at the end and writes the genotype of an uninterrupted run, and its MLflow run
+    ends FINISHED instead of staying RUNNING."""
+    set_yaml(cifar_project / "params" / "profiles.yaml", "ci.darts.search.epochs", 1)
+    twin = tmp_path / "twin"
+    shutil.copytree(cifar_project, twin)
+    killed = _search(cifar_project, {"NASCORE_KILL_AT_STEP": "end"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    ckpt = cifar_project / "runs" / "darts" / "checkpoints" / "search.pt"
+    assert ckpt.is_file() and not (cifar_project / "runs" / "darts" / "search" / "genotype.json").exists()
+
+    resumed = _search(cifar_project)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr and not ckpt.exists()
+    assert _search(twin).returncode == 0
+    read = lambda root: json.loads((root / "runs" / "darts" / "search" / "genotype.json").read_text())  # noqa: E731
+    assert read(cifar_project)["cells"] == read(twin)["cells"]
+
+    import mlflow
+    runs = mlflow.search_runs(experiment_names=["darts"], output_format="list")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}  # the killed run was finished, not doubled
+
+
+def test_a_checkpoint_from_other_code_is_not_resumed(monkeypatch, tmp_path):
+    """The fingerprint covers the package's source (issue 13, item 3): after a code change a killed
+    stage starts fresh instead of resuming weights the old code computed."""
+    import nascore.params as params_module
+    from nascore.params import load_params, source_hash
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "sub" / "a.py").write_text("x = 1\n")
+    before = source_hash(pkg)
+    (pkg / "sub" / "a.py").write_text("x = 2\n")
+    source_hash.cache_clear()
+    assert source_hash(pkg) != before
+
+    from conftest import REPO
+    p = load_params(REPO, "darts", "ci")
+    fp = p.fingerprint("search")
+    monkeypatch.setattr(params_module, "source_hash", lambda: "0" * 16)
+    assert p.fingerprint("search") != fp

@@ -48,6 +48,16 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def save_atomically(obj: Any, path: Path) -> None:
+    """torch.save that leaves the file whole or absent (a temp name of this process, then a rename)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 class UnsafeFile(RuntimeError):
     """A checkpoint or model file that holds more than tensors and plain data (code to run on load)."""
 

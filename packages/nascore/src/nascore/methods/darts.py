@@ -19,7 +19,7 @@ from nascore.data.sources import DATASETS
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
 from nascore.genotype import Genotype, load_genotype
-from nascore.layout import load_checkpoint, read_json, write_json
+from nascore.layout import load_checkpoint, read_json, save_atomically, write_json
 from nascore.methods.base import METHODS, Method, Timer, genotype_tags
 from nascore.models import create_model
 from nascore.ops import MIXED_OPS, OPS
@@ -230,7 +230,7 @@ class DartsMethod(Method):
             cuda_graphs=graphs_wanted(run.cuda_graphs, device), graphs_strict=run.cuda_graphs == "on")
         ckpt = CheckpointHook(self.layout.checkpoints(self.name) / f"{stage}.pt",
                               self.params.fingerprint("search") + fingerprint_extra, p.checkpoint_every_steps,
-                              device=device)
+                              device=device, remove_after_train=False)
         prior = ckpt.peek_extra()
         trainer = Trainer(strategy, batches, epochs, seed=run.seed,
                           hooks=[SearchMonitor(model, val_eval), MLflowHook(), ckpt], desc=stage)
@@ -273,6 +273,7 @@ class DartsMethod(Method):
         if "val_err" in last:
             metrics["val_err"] = round(last["val_err"], 4)
         write_json(metrics_path, metrics)
+        ckpt.remove()  # only now: a kill before this line resumes at the end and writes the same outputs
         return metrics
 
     def _genotype(self) -> tuple[Genotype, str | None]:
@@ -333,12 +334,14 @@ class DartsMethod(Method):
                               channels_last=channels_last, cuda_graphs=graphs, graphs_strict=run.cuda_graphs == "on")
         ckpt = CheckpointHook(self.layout.checkpoints(self.name) / f"finetune-{dataset}.pt",
                               self.params.fingerprint("finetune") + genotype.canonical_hash() + f"x{world}",
-                              tp.checkpoint_every_steps, device=device, data_parallel=ddp)
+                              tp.checkpoint_every_steps, device=device, data_parallel=ddp,
+                              remove_after_train=False)
         prior = ckpt.peek_extra()
         trainer = Trainer(task, batches, tp.epochs, seed=run.seed, data_parallel=ddp, desc=f"finetune {dataset}",
                           hooks=[ErrHook(), *([MLflowHook()] if rank == 0 else []), ckpt])
         if rank != 0:  # a DDP worker: trains its share, rank 0 logs and writes
             trainer.run()
+            ckpt.remove()  # the barrier inside pairs with rank 0's
             return {"status": "ok", "worker": rank}
         params_m = count_params(net) / 1e6
         macs_m = count_macs(net, (3, crop, crop)) / 1e6
@@ -354,13 +357,14 @@ class DartsMethod(Method):
             mlflow.log_metrics({"params_m": params_m, "macs_m": macs_m})
             with Timer() as t:
                 history = trainer.run()
-        torch.save({"state_dict": net.state_dict(), "genotype": genotype.to_json(), "family": family,
+        save_atomically({"state_dict": net.state_dict(), "genotype": genotype.to_json(), "family": family,
                     "num_classes": num_classes, "train": to_dict(tp)}, out / "model.pt")
         status = {"status": "ok", "mlflow_run_id": mlrun.info.run_id, "genotype_hash": genotype.canonical_hash(),
                   "dataset": manifest["display_name"], "epochs": tp.epochs, "train_seconds": round(t.seconds, 1),
                   "train_err": round(history[-1]["train_err"], 4), "train_images": len(batches.x),
                   "processes": world, "compiled": compiled, "cuda_graphs": graphs}
         write_json(out / "status.json", status)
+        ckpt.remove()  # only now: a kill before this line resumes at the end and writes the same outputs
         return status
 
     def evaluate(self, dataset: str) -> dict[str, Any]:

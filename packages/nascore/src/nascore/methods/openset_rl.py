@@ -22,11 +22,10 @@ from nascore.data.loader import TensorBatches, make_transform
 from nascore.data.prepare import NotRun, load_prepared
 from nascore.evaluate.complexity import count_params
 from nascore.evaluate.openset import collect, feature_distribution_score, open_set_metrics
-from nascore.layout import load_checkpoint, read_json, write_json
+from nascore.layout import load_checkpoint, read_json, save_atomically, write_json
 from nascore.methods.base import METHODS, Timer
 from nascore.methods.darts import EvaluateParams
-from nascore.methods.rl_base import (ControllerMethod, ControllerParams, TrainingParams, publish,
-                                     save_atomically, seed_of)
+from nascore.methods.rl_base import ControllerMethod, ControllerParams, TrainingParams, publish, seed_of
 from nascore.runtime import autocast_dtype, compile_network, hardware, setup
 from nascore.spaces.block import BLOCK_OPS, BlockArchitecture, BlockGrammar, BlockNet
 from nascore.tracking import configure, start_run

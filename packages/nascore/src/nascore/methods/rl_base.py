@@ -81,13 +81,6 @@ def children_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             "best_arch_hash": best["arch_hash"] if best else None}
 
 
-def save_atomically(obj: Any, path) -> None:
-    """torch.save that leaves the file whole or absent."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 def publish(done: list[dict[str, Any]], waiting, out) -> None:
     """Move finished networks from the checkpoint folder into the stage's output folder (they
     wait there because DVC clears a stage's outputs before it reruns)."""

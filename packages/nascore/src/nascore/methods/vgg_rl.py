@@ -19,11 +19,10 @@ from nascore.data.loader import TensorBatches, make_transform
 from nascore.data.prepare import NotRun, load_prepared
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
-from nascore.layout import load_checkpoint, read_json, write_json
+from nascore.layout import load_checkpoint, read_json, save_atomically, write_json
 from nascore.methods.base import METHODS, Timer
 from nascore.methods.darts import EvaluateParams
-from nascore.methods.rl_base import (ControllerMethod, ControllerParams, TrainingParams, publish,
-                                     save_atomically, seed_of)
+from nascore.methods.rl_base import ControllerMethod, ControllerParams, TrainingParams, publish, seed_of
 from nascore.runtime import autocast_dtype, compile_network, hardware, setup
 from nascore.spaces.chain import ChainArchitecture, ChainGrammar, ChainNet
 from nascore.tracking import configure, start_run
@@ -180,7 +179,7 @@ class VggRlMethod(ControllerMethod):
         if res is None:
             return {"status": "ok", "worker": True}
         out.mkdir(parents=True, exist_ok=True)
-        torch.save({"state_dict": res["policy"].state_dict(), "vocab": grammar.vocab}, out / "controller.pt")
+        save_atomically({"state_dict": res["policy"].state_dict(), "vocab": grammar.vocab}, out / "controller.pt")
         write_json(out / "children.json", {"children": res["records"], "iterations": res["searcher"].iteration_log,
                                            "start": self.p.space.start, "vocab": list(grammar.vocab)})
         write_json(out / "status.json", {"status": "ok", "mlflow_run_id": res["mlflow_run_id"]})

@@ -13,7 +13,6 @@ child_id % world_size == rank, records are gathered, rank 0 updates the controll
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +23,7 @@ import torch.distributed as dist
 from nascore.controllers import LSTMPolicy
 from nascore.controllers.updates import PolicyUpdate
 from nascore.data.loader import step_seed
-from nascore.layout import load_checkpoint
+from nascore.layout import load_checkpoint, save_atomically
 
 ChildFn = Callable[[list[int], str], dict[str, Any]]
 
@@ -58,10 +57,7 @@ class ControllerSearch:
     def _save(self) -> None:
         if self.state_path is None or _rank() != 0:
             return
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.state_path)
+        save_atomically(self.state_dict(), self.state_path)
 
     def peek_extra(self) -> dict[str, Any]:
         state = self._load()

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from nascore.data.loader import step_seed
-from nascore.layout import load_checkpoint
+from nascore.layout import load_checkpoint, save_atomically
 
 
 class Divergence(RuntimeError):
@@ -114,8 +114,11 @@ class CheckpointHook(Hook):
 
     def __init__(self, path: Path, fingerprint: str, every_steps: int = 0,
                  extra: dict | None = None, device: torch.device | str = "cpu",
-                 data_parallel: bool = False) -> None:
+                 data_parallel: bool = False, remove_after_train: bool = True) -> None:
         self.data_parallel = data_parallel  # DDP: every process holds the same state, rank 0 writes it
+        # False: the stage calls remove() once its outputs and records are written, so a kill between
+        # the last step and the outputs resumes at the end instead of losing the run
+        self.remove_after_train = remove_after_train
         self.path, self.fingerprint, self.every_steps = Path(path), fingerprint, every_steps
         self.device = torch.device(device)
         self.extra = extra if extra is not None else {}
@@ -126,7 +129,7 @@ class CheckpointHook(Hook):
             return None
         state = load_checkpoint(self.path, map_location=self.device)
         if state.get("fingerprint") != self.fingerprint:
-            print(f"[nascore] {self.path}: checkpoint is from other params; starting fresh",
+            print(f"[nascore] {self.path}: checkpoint is from other params or code; starting fresh",
                   file=sys.stderr)
             return None
         return state
@@ -149,11 +152,8 @@ class CheckpointHook(Hook):
     def save(self, trainer: Trainer) -> None:
         if self.data_parallel and dist.get_rank() != 0:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        torch.save({"fingerprint": self.fingerprint, "trainer": trainer.state_dict(),
-                    "extra": self.extra}, tmp)
-        os.replace(tmp, self.path)
+        save_atomically({"fingerprint": self.fingerprint, "trainer": trainer.state_dict(), "extra": self.extra},
+                        self.path)
 
     def after_step(self, trainer: Trainer) -> None:
         if self.every_steps and trainer.global_step % self.every_steps == 0:
@@ -164,8 +164,13 @@ class CheckpointHook(Hook):
         self.save(trainer)
 
     def after_train(self, trainer: Trainer) -> None:
-        # The stage's outputs are the durable result; a checkpoint left behind would let a
-        # later rerun (e.g. after a code change) "resume" a finished run with stale weights.
+        _maybe_fault("end")
+        if self.remove_after_train:
+            self.remove()
+
+    def remove(self) -> None:
+        """The stage's outputs are the durable result once written; a checkpoint left behind would let
+        a later rerun "resume" a finished run."""
         if self.data_parallel:
             dist.barrier()  # nobody may still be reading it
             if dist.get_rank() != 0:
@@ -176,15 +181,16 @@ class CheckpointHook(Hook):
 _FAULT_HITS: dict[int, int] = {}
 
 
-def _maybe_fault(global_step: int) -> None:
+def _maybe_fault(global_step: int | str) -> None:
     """Fault injection for the resume tests: NASCORE_KILL_AT_STEP=N sends SIGKILL to this
     process right after the checkpoint of step N, as a real crash would; N@k kills the k-th
-    time a trainer of this process reaches step N (e.g. in the third child network)."""
+    time a trainer of this process reaches step N (e.g. in the third child network); `end` kills
+    when the trainer has finished, before the stage writes its outputs."""
     at = os.environ.get("NASCORE_KILL_AT_STEP")
     if not at:
         return
     step, _, nth = at.partition("@")
-    if int(step) != global_step:
+    if step != str(global_step):
         return
     _FAULT_HITS[global_step] = _FAULT_HITS.get(global_step, 0) + 1
     if _FAULT_HITS[global_step] == int(nth or 1):
