@@ -16,13 +16,15 @@ pytestmark = pytest.mark.integration
 
 
 def _changed_params(root: Path) -> set[str]:
-    """Stages whose params changed against dvc.lock (`dvc status`; missing outputs are ignored)."""
+    """Stages whose params changed against dvc.lock (`dvc status`; missing code, data and outputs, which
+    this copy leaves out, are ignored)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return {stage for stage, changes in json.loads(proc.stdout or "{}").items()
-            if any(isinstance(c, dict) and "changed params" in c for c in changes)}
+    return {stage for stage, changes in json.loads(proc.stdout or "{}").items()  # params: "changed deps" by key
+            if any(isinstance(c, dict) and any(path.startswith("params/") and isinstance(keys, dict)
+                                               for path, keys in c.get("changed deps", {}).items()) for c in changes)}
 
 
 def _set(path: Path, dotted: str, value) -> None:
