@@ -55,9 +55,13 @@ def test_a_search_killed_after_its_last_step_keeps_its_work(cifar_project, tmp_p
     ckpt = cifar_project / "runs" / "darts" / "checkpoints" / "search.pt"
     assert ckpt.is_file() and not (cifar_project / "runs" / "darts" / "search" / "genotype.json").exists()
 
+    import torch
+    before = torch.load(ckpt, weights_only=True)["elapsed_s"]  # the killed segment's training time
     resumed = _search(cifar_project)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stderr and not ckpt.exists()
+    metrics = json.loads((cifar_project / "reports" / "metrics" / "darts-search.json").read_text())
+    assert before > 0 and metrics["search_seconds"] >= round(before, 1)  # the search's cost counts every segment
     assert _search(twin).returncode == 0
     read = lambda root: json.loads((root / "runs" / "darts" / "search" / "genotype.json").read_text())  # noqa: E731
     assert read(cifar_project)["cells"] == read(twin)["cells"]

@@ -20,7 +20,7 @@ from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
 from nascore.genotype import Genotype, load_genotype
 from nascore.layout import load_checkpoint, read_json, save_atomically, write_json
-from nascore.methods.base import METHODS, Method, Timer, genotype_tags
+from nascore.methods.base import METHODS, Method, genotype_tags
 from nascore.models import create_model
 from nascore.ops import MIXED_OPS, OPS
 from nascore.runtime import (autocast_dtype, compile_network, hardware, init_distributed, setup,
@@ -191,7 +191,8 @@ class DartsMethod(Method):
 
     def run_search(self, stage: str, build: Callable[[int, TensorBatches], torch.nn.Module], out: Path,
                    metrics_name: str, *, epochs: int, fingerprint_extra: str = "",
-                   on_run_start: Callable[[], None] | None = None) -> dict[str, Any]:
+                   on_run_start: Callable[[], None] | None = None,
+                   on_outputs: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
         """One supernet search to a genotype: data split, strategy, checkpoints, MLflow, outputs.
         `build(num_classes, train_batches)` makes the supernet; `on_run_start()` runs inside the
         MLflow run (e.g. to log what `build` found)."""
@@ -244,8 +245,7 @@ class DartsMethod(Method):
             ckpt.extra["mlflow_run_id"] = mlrun.info.run_id
             if on_run_start is not None:
                 on_run_start()
-            with Timer() as t:
-                history = trainer.run()
+            history = trainer.run()
             genotype = strategy.genotype()
             genotype = Genotype(genotype.cells, genotype.space, meta={
                 "method": self.name, "stage": stage, "mlflow_run_id": mlrun.info.run_id,
@@ -267,11 +267,13 @@ class DartsMethod(Method):
         metrics = {"status": "ok", "genotype_hash": ghash, "train_err": round(last["train_err"], 4),
                    "train_loss": round(last["train_loss"], 6), "epochs": epochs, "order": p.order,
                    "optimisation": "one-level" if self.one_level() else "bi-level",
-                   "search_seconds": round(t.seconds, 1), "resumed": ckpt.resumed_from is not None,
+                   "search_seconds": round(ckpt.elapsed_s(), 1), "resumed": ckpt.resumed_from is not None,
                    "dataset": manifest["display_name"], "images": {"s_train": len(tr), "s_val": len(va)},
                    "profile": self.params.profile, "hardware": hardware()}
         if "val_err" in last:
             metrics["val_err"] = round(last["val_err"], 4)
+        if on_outputs is not None:  # a method's own outputs and metrics, written before the checkpoint goes
+            metrics = on_outputs(metrics)
         write_json(metrics_path, metrics)
         ckpt.remove()  # only now: a kill before this line resumes at the end and writes the same outputs
         return metrics
@@ -355,12 +357,11 @@ class DartsMethod(Method):
             log_genotype(genotype)
             import mlflow
             mlflow.log_metrics({"params_m": params_m, "macs_m": macs_m})
-            with Timer() as t:
-                history = trainer.run()
+            history = trainer.run()
         save_atomically({"state_dict": net.state_dict(), "genotype": genotype.to_json(), "family": family,
                     "num_classes": num_classes, "train": to_dict(tp)}, out / "model.pt")
         status = {"status": "ok", "mlflow_run_id": mlrun.info.run_id, "genotype_hash": genotype.canonical_hash(),
-                  "dataset": manifest["display_name"], "epochs": tp.epochs, "train_seconds": round(t.seconds, 1),
+                  "dataset": manifest["display_name"], "epochs": tp.epochs, "train_seconds": round(ckpt.elapsed_s(), 1),
                   "train_err": round(history[-1]["train_err"], 4), "train_images": len(batches.x),
                   "processes": world, "compiled": compiled, "cuda_graphs": graphs}
         write_json(out / "status.json", status)

@@ -232,8 +232,6 @@ class OpensetRlMethod(ControllerMethod):
                                                      if best else None)}
         if not results:  # a worker rank under torchrun
             return {"status": "ok", "worker": True}
-        for v in p.variants:
-            self.layout.checkpoints(self.name).joinpath(f"controller_{v.name}.pt").unlink(missing_ok=True)
         write_json(out / "status.json", {"status": "ok", "variants": list(results)})
         metrics = {"status": "ok", "variants": results, "known_classes": p.known_classes,
                    "children_per_iteration": p.children, "controller": self.p.controller.update,
@@ -241,6 +239,8 @@ class OpensetRlMethod(ControllerMethod):
                    "search_seconds": round(sum(r["search_seconds"] for r in results.values()), 1),
                    "profile": self.params.profile, "hardware": hardware()}
         write_json(metrics_path, metrics)
+        for v in p.variants:  # only now: a kill before this line resumes and writes the same outputs
+            self.layout.checkpoints(self.name).joinpath(f"controller_{v.name}.pt").unlink(missing_ok=True)
         return metrics
 
     # -- open-set protocols ----------------------------------------------------------------------

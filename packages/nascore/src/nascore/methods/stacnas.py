@@ -121,12 +121,13 @@ class StacnasMethod(DartsMethod):
             mlflow.log_dict(found, "groups.json")
             mlflow.set_tag("groups", " | ".join(",".join(g) for g in found["groups"]))
 
-        metrics = self.run_search("search_stage1", build, out, f"{self.name}-search_stage1", epochs=s.epochs,
-                                  on_run_start=log)
-        if metrics.get("status") == "ok":
+        def groups(metrics: dict[str, Any]) -> dict[str, Any]:
             write_json(out / "groups.json", {"grouping": s.grouping, "primitives": list(s.supernet.primitives),
                                              **found})
-        return metrics
+            return metrics
+
+        return self.run_search("search_stage1", build, out, f"{self.name}-search_stage1", epochs=s.epochs,
+                               on_run_start=log, on_outputs=groups)
 
     def _stage2(self) -> dict[str, Any]:
         s = self.p.search
@@ -145,14 +146,13 @@ class StacnasMethod(DartsMethod):
             return SUPERNETS["grouped"](s.stage2.C, num_classes, s.stage2.layers, space, s.supernet.stem_multiplier,
                                         s.supernet.mixed_op, edge_ops=edge_ops, group_prior=prior)
 
-        stage1 = hashlib.sha256(json.dumps(edge_ops, sort_keys=True).encode()).hexdigest()[:8]
-        metrics = self.run_search("search_stage2", build, self.layout.search_dir(self.name), f"{self.name}-search",
-                                  epochs=s.stage2.epochs, fingerprint_extra=stage1)
-        if metrics.get("status") == "ok":  # the search cost of the method is both stages
+        def total(metrics: dict[str, Any]) -> dict[str, Any]:  # the search cost of the method is both stages
             m1 = read_json(self.layout.metrics(f"{self.name}-search_stage1"))
-            metrics["search_seconds_total"] = round(m1["search_seconds"] + metrics["search_seconds"], 1)
-            write_json(self.layout.metrics(f"{self.name}-search"), metrics)
-        return metrics
+            return {**metrics, "search_seconds_total": round(m1["search_seconds"] + metrics["search_seconds"], 1)}
+
+        stage1 = hashlib.sha256(json.dumps(edge_ops, sort_keys=True).encode()).hexdigest()[:8]
+        return self.run_search("search_stage2", build, self.layout.search_dir(self.name), f"{self.name}-search",
+                               epochs=s.stage2.epochs, fingerprint_extra=stage1, on_outputs=total)
 
     def stage2_plan(self) -> tuple[dict[str, list[list[str]]], dict[str, list[int]], dict[str, list[float]]]:
         """From stage 1's final softmax(alpha): each edge's candidates, activated group, and the

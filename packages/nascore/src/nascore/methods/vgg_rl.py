@@ -242,13 +242,13 @@ class VggRlMethod(ControllerMethod):
             r["rank"] = i + 1
         write_json(out / "ranking.json", {"ranking": ranking})
         write_json(out / "status.json", {"status": "ok", "mlflow_run_id": mlrun.info.run_id})
-        ledger_path.unlink(missing_ok=True)
         metrics = {"status": "ok", "candidates": len(ranking), "survivors": len(best),
                    "best_val_acc": round(ranking[0]["val_acc"] or 0.0, 4) if ranking else None,
                    "best_arch_hash": ranking[0]["arch_hash"] if ranking else None,
                    "epochs": g.train.epochs, "generation_seconds": round(t.seconds, 1),
                    "profile": self.params.profile, "hardware": hardware()}
         write_json(metrics_path, metrics)
+        ledger_path.unlink(missing_ok=True)  # only now: a kill before this line resumes from the ledger
         return metrics
 
     def _ranking(self) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -123,6 +124,7 @@ class CheckpointHook(Hook):
         self.device = torch.device(device)
         self.extra = extra if extra is not None else {}
         self.resumed_from: int | None = None
+        self._elapsed_before, self._started = 0.0, None  # wall clock of the run's earlier (killed) segments
 
     def _load(self) -> dict | None:
         if not self.path.is_file():
@@ -139,10 +141,16 @@ class CheckpointHook(Hook):
         state = self._load()
         return dict(state.get("extra", {})) if state else {}
 
+    def elapsed_s(self) -> float:
+        """Seconds of training over every segment of the run, resumed ones included."""
+        return self._elapsed_before + (time.perf_counter() - self._started if self._started is not None else 0.0)
+
     def before_train(self, trainer: Trainer) -> None:
+        self._started = time.perf_counter()
         state = self._load()
         if state is None:
             return
+        self._elapsed_before = float(state.get("elapsed_s", 0.0))
         trainer.load_state_dict(state["trainer"])
         self.extra.update(state.get("extra", {}))
         self.resumed_from = trainer.global_step
@@ -152,8 +160,8 @@ class CheckpointHook(Hook):
     def save(self, trainer: Trainer) -> None:
         if self.data_parallel and dist.get_rank() != 0:
             return
-        save_atomically({"fingerprint": self.fingerprint, "trainer": trainer.state_dict(), "extra": self.extra},
-                        self.path)
+        save_atomically({"fingerprint": self.fingerprint, "trainer": trainer.state_dict(), "extra": self.extra,
+                         "elapsed_s": self.elapsed_s()}, self.path)
 
     def after_step(self, trainer: Trainer) -> None:
         if self.every_steps and trainer.global_step % self.every_steps == 0:
