@@ -27,7 +27,7 @@ def test_a_crafted_checkpoint_is_refused_before_anything_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "search.pt"
     torch.save({"fingerprint": "x", "trainer": {"epoch": 1, "evil": _Payload(marker)}}, path)
-    with pytest.raises(UnsafeFile, match=r"search\.pt holds more than tensors and plain data.*Delete it"):
+    with pytest.raises(UnsafeFile, match=r"search\.pt holds more than tensors and plain data \(io\.open\).*Delete"):
         load_checkpoint(path)
     hook = CheckpointHook(path, fingerprint="x")
     with pytest.raises(UnsafeFile, match="nothing in it ran"):
@@ -38,6 +38,9 @@ def test_a_crafted_checkpoint_is_refused_before_anything_runs(tmp_path):
             "extra": {"mlflow_run_id": "abc"}}
     torch.save(good, path)
     assert load_checkpoint(path)["trainer"]["history"] == [{"a": 1.5}]
+    path.write_bytes(b"\x80\x02garbage, not a checkpoint")  # corrupt, not crafted: said so
+    with pytest.raises(UnsafeFile, match=r"search\.pt is not a readable checkpoint \(corrupt or truncated"):
+        load_checkpoint(path)
 
 
 def test_a_crafted_cifar_pickle_is_refused_before_anything_runs(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 from nascore.config import ParamsError
 from nascore.data.sources import DATASETS, DataError
 from nascore.genotype import GenotypeError
+from nascore.runtime import CpuIsaError
 
 
 def _root(args) -> Path:
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _pin_cpu_kernels(args)
         return args.fn(args)
-    except (ParamsError, DataError, GenotypeError) as e:
+    except (ParamsError, DataError, GenotypeError, CpuIsaError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # tracking unavailable, divergence: name it, no traceback wall

@@ -54,8 +54,11 @@ def save_atomically(obj: Any, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed save leaves no temp file behind
 
 
 class UnsafeFile(RuntimeError):
@@ -68,13 +71,18 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> Any:
     checkpoint under runs/, or a model.pt pulled from a compromised DVC remote), so it is refused
     before any of it runs."""
     import pickle
+    import re
 
     import torch
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[-1][:300]
-        raise UnsafeFile(f"{path} holds more than tensors and plain data, so it was not loaded (nothing in it ran): "
-                         f"it is not a file nascore wrote, or it was altered. Delete it (a checkpoint: the stage "
-                         f"starts over) or restore it from a trusted copy ({reason})") from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found is None:  # not a refused global: a truncated or corrupt file
+            raise UnsafeFile(f"{path} is not a readable checkpoint (corrupt or truncated: "
+                             f"{str(e).strip().splitlines()[0][:200]}); delete it (a checkpoint: the stage starts "
+                             "over) or restore it from a trusted copy") from None
+        raise UnsafeFile(f"{path} holds more than tensors and plain data ({found.group(1)}), so it was not loaded "
+                         f"(nothing in it ran): it is not a file nascore wrote, or it was altered. Delete it (a "
+                         f"checkpoint: the stage starts over) or restore it from a trusted copy") from None

@@ -63,6 +63,10 @@ def select_device(run: RunParams) -> torch.device:
 CPU_ISA_ENV = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}}
 
 
+class CpuIsaError(RuntimeError):
+    """run.cpu_isa cannot take effect in this process."""
+
+
 def pin_cpu_isa(isa: str) -> None:
     """Pin the CPU kernels to `isa` before the process computes anything. Each library fixes its choice
     at its first computation, so a pin that comes too late cannot take effect: that is an error, not
@@ -72,7 +76,7 @@ def pin_cpu_isa(isa: str) -> None:
     os.environ.update(CPU_ISA_ENV[isa])
     got = torch.backends.cpu.get_cpu_capability()
     if got != isa.upper():
-        raise RuntimeError(
+        raise CpuIsaError(
             f"run.cpu_isa is {isa!r} but torch's CPU kernels already run {got}: the pin must come before the "
             f"process's first tensor operation (or export {' '.join(f'{k}={v}' for k, v in CPU_ISA_ENV[isa].items())} "
             f"before starting it); on a CPU without {isa.upper()} set run.cpu_isa: native")
