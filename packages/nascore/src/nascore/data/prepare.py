@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from nascore.data.params import CifarPrep, DataParams, ImagenetPrep
-from nascore.data.sources import DATASETS, DataError, DataNotFound, RawDataset, iter_classes, locate, read, search_roots
+from nascore.data.sources import (DATASETS, DataError, DataNotFound, RawDataset, iter_classes, labelled_roots, locate,
+                                  read, search_roots)
 
 MANIFEST = "manifest.json"
 TENSORS = "tensors.pt"
@@ -73,19 +73,14 @@ def preprocess_imagenet(raw: RawDataset, p: ImagenetPrep) -> dict[str, torch.Ten
 
 
 def _shown(path: Path, project_root: Path, explicit_root: str | None = None) -> str:
-    """A path as the same on every checkout and machine, for outputs DVC tracks (a machine path
-    would change their hash per checkout): relative to the project, or under the root it was found
-    in as that root was given ($NASREPRO_DATA, data.root as written, ../shared/data)."""
+    """A searched root, or a path under one, named as the same on every checkout and machine, for
+    outputs DVC tracks (a machine path would change their hash per checkout)."""
     path = Path(path).resolve()
-    roots = [(Path(os.environ["NASREPRO_DATA"]), "$NASREPRO_DATA")] if os.environ.get("NASREPRO_DATA") else []
-    if explicit_root:
-        roots.insert(0, (Path(explicit_root), explicit_root))
-    roots += [(project_root, "."), (project_root.parent / "shared" / "data", "../shared/data")]
-    for root, label in roots:
-        root = root.expanduser().resolve()
+    for root, label in labelled_roots(explicit_root, project_root):
+        root = root.resolve()
         if path == root or root in path.parents:
             rel = path.relative_to(root).as_posix()
-            return label if rel == "." else rel if label == "." else f"{label}/{rel}"
+            return label if rel == "." else f"{label}/{rel}"
     return f"<outside the repo>/{path.name}"
 
 

@@ -118,15 +118,21 @@ class Located:
     display_name: str
 
 
-def search_roots(explicit: str | None, project_root: Path) -> list[Path]:
-    """The roots searched, in order."""
+def labelled_roots(explicit: str | None, project_root: Path) -> list[tuple[Path, str]]:
+    """The roots searched, in order, each with the name outputs give it: as it was given, the same on
+    every checkout and machine (data.root as written, $NASREPRO_DATA, data/raw, ../shared/data)."""
     roots = []
     env = os.environ.get("NASREPRO_DATA")
-    for r in (explicit, env):
+    for r, label in ((explicit, explicit), (env, "$NASREPRO_DATA")):
         if r:
-            roots.append(Path(r).expanduser())
-    roots += [project_root / "data" / "raw", project_root.parent / "shared" / "data"]
-    return roots
+            roots.append((Path(r).expanduser(), label))
+    return roots + [(project_root / "data" / "raw", "data/raw"),
+                    (project_root.parent / "shared" / "data", "../shared/data")]
+
+
+def search_roots(explicit: str | None, project_root: Path) -> list[Path]:
+    """The roots searched, in order."""
+    return [root for root, _ in labelled_roots(explicit, project_root)]
 
 
 def locate(name: str, explicit_root: str | None, project_root: Path,
