@@ -186,7 +186,7 @@ class CheckpointHook(Hook):
         self.path.unlink(missing_ok=True)
 
 
-_FAULT_HITS: dict[int, int] = {}
+_FAULT_HITS: dict[int | str, int] = {}
 
 
 def _maybe_fault(global_step: int | str) -> None:
