@@ -2,16 +2,16 @@
 import pytest
 
 from nascore.config import ParamsError
-from nascore.params import load_params
+from nascore.methods import METHODS
 
 from conftest import set_yaml
 
 
 def test_repo_params_load_for_every_profile(project):
     for profile in ("paper", "quick", "ci"):
-        p = load_params(project, "darts", profile)
+        p = METHODS["darts"].from_project(project, profile).params
         assert p.method.search.supernet.primitives[0] == "none"
-    paper = load_params(project, "darts", "paper").method
+    paper = METHODS["darts"].from_project(project, "paper").p
     assert (paper.search.epochs, paper.search.supernet.C, paper.search.supernet.layers) == (50, 16, 8)
     assert (paper.finetune.cifar.layers, paper.finetune.cifar.C, paper.finetune.cifar.epochs) == (20, 36, 600)
 
@@ -19,42 +19,42 @@ def test_repo_params_load_for_every_profile(project):
 def test_unknown_key_names_key_and_allowed(project):
     set_yaml(project / "params" / "darts.yaml", "search.epoch", 3)
     with pytest.raises(ParamsError, match=r"^params/darts.yaml: search\.epoch: unknown key; allowed keys: .*epochs"):
-        load_params(project, "darts")
+        METHODS["darts"].from_project(project).params
 
 
 def test_wrong_type_names_value_and_expected(project):
     set_yaml(project / "params" / "darts.yaml", "search.batch_size", "sixty-four")
     with pytest.raises(ParamsError, match=r"search\.batch_size: got 'sixty-four' \(str\), expected an integer"):
-        load_params(project, "darts")
+        METHODS["darts"].from_project(project).params
 
 
 def test_out_of_range_names_bounds(project):
     set_yaml(project / "params" / "darts.yaml", "search.train_portion", 1.5)
     with pytest.raises(ParamsError, match=r"train_portion: got 1.5, allowed: > 0.0 and < 1.0"):
-        load_params(project, "darts")
+        METHODS["darts"].from_project(project).params
 
 
 def test_choice_lists_allowed_values(project):
     set_yaml(project / "params" / "darts.yaml", "search.order", 3)
     with pytest.raises(ParamsError, match=r"order: got 3, expected one of 1, 2"):
-        load_params(project, "darts")
+        METHODS["darts"].from_project(project).params
 
 
 def test_unknown_op_in_primitives(project):
     set_yaml(project / "params" / "darts.yaml", "search.supernet.primitives", ["none", "conv_9x9"])
     with pytest.raises(ParamsError, match=r"unknown op 'conv_9x9'; allowed: .*sep_conv_3x3"):
-        load_params(project, "darts")
+        METHODS["darts"].from_project(project).params
 
 
 def test_profile_override_is_validated_too(project):
     set_yaml(project / "params" / "profiles.yaml", "ci.darts.search.lr", -1)
     with pytest.raises(ParamsError, match=r"^params/profiles.yaml: ci\.darts\.search\.lr: got -1.0, allowed: > 0.0$"):
-        load_params(project, "darts")
+        METHODS["darts"].from_project(project).params
 
 
 def test_unknown_profile(project):
     with pytest.raises(ParamsError, match=r"profile: got 'fast'; defined in params/profiles.yaml: ci, paper, quick"):
-        load_params(project, "darts", "fast")
+        METHODS["darts"].from_project(project, "fast").params
 
 
 def test_cli_reports_params_error_before_compute(project, capsys):

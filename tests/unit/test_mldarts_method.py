@@ -6,14 +6,13 @@ import pytest
 from nascore.cli import main
 from nascore.config import ParamsError
 from nascore.methods import METHODS
-from nascore.params import load_params
 from nascore.supernets import MultiLevelSupernet
 
 from conftest import set_yaml
 
 
 def test_mldarts_composes_the_new_pieces(project):
-    method = METHODS["mldarts"](load_params(project, "mldarts", "paper"), project)
+    method = METHODS["mldarts"].from_project(project, "paper")
     assert isinstance(method.build_supernet(10), MultiLevelSupernet)
     assert method.p.search.gamma == 1.0 and method.p.search.order == 1
     assert method.arch_regulariser() is not None
@@ -22,20 +21,20 @@ def test_mldarts_composes_the_new_pieces(project):
 
 def test_gamma_zero_disables_the_entropy_term(project):
     set_yaml(project / "params" / "mldarts.yaml", "search.gamma", 0)
-    method = METHODS["mldarts"](load_params(project, "mldarts", "paper"), project)
+    method = METHODS["mldarts"].from_project(project, "paper")
     assert method.arch_regulariser() is None
 
 
 def test_second_order_is_rejected_with_the_reason(project):
     set_yaml(project / "params" / "mldarts.yaml", "search.order", 2)
     with pytest.raises(ParamsError, match=r"search.order: got 2; mldarts uses first-order updates"):
-        load_params(project, "mldarts", "paper")
+        METHODS["mldarts"].from_project(project, "paper").params
 
 
 def test_too_shallow_supernet_is_rejected(project):
     set_yaml(project / "params" / "mldarts.yaml", "search.supernet.layers", 4)
     with pytest.raises(ParamsError, match=r"supernet.layers: got 4; the multi-level supernet needs .* >= 5"):
-        load_params(project, "mldarts", "paper")
+        METHODS["mldarts"].from_project(project, "paper").params
 
 
 def test_search_derives_one_normal_cell_per_level(cifar_project, capsys):

@@ -12,13 +12,12 @@ import pytest
 from nascore.cli import main
 from nascore.config import ParamsError
 from nascore.methods import METHODS
-from nascore.params import load_params
 
 from conftest import set_yaml
 
 
 def test_paper_settings(project):
-    m = METHODS["openset_rl"](load_params(project, "openset_rl", "paper"), project)
+    m = METHODS["openset_rl"].from_project(project, "paper")
     assert m.p.space.ops == ["conv3x3", "conv5x5", "sep_conv3x3", "sep_conv5x5", "max_pool3x3", "avg_pool3x3",
                              "skip", "no_skip"]  # para. 0056
     assert {(v.name, v.eta > 0, v.rho > 0) for v in m.p.search.variants} == {
@@ -38,7 +37,7 @@ def test_paper_settings(project):
 def test_bad_params_name_the_key(project, key, value, message):
     set_yaml(project / "params" / "openset_rl.yaml", key, value)
     with pytest.raises(ParamsError, match=message):
-        load_params(project, "openset_rl", "paper")
+        METHODS["openset_rl"].from_project(project, "paper").params
 
 
 def _cli(root, *args):
@@ -48,7 +47,7 @@ def _cli(root, *args):
 def test_search_finetune_evaluate_report(cifar_project):
     root = cifar_project
     _cli(root, "search", "--method", "openset_rl")
-    m = METHODS["openset_rl"](load_params(root, "openset_rl"), root)
+    m = METHODS["openset_rl"].from_project(root)
     for v in m.p.search.variants:
         kids = json.loads((root / "runs" / "openset_rl" / "search" / v.name / "children.json").read_text())["children"]
         assert len(kids) == m.p.search.iterations * m.p.search.children

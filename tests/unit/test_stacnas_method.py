@@ -7,13 +7,12 @@ import pytest
 from nascore.cli import main
 from nascore.config import ParamsError
 from nascore.methods import METHODS
-from nascore.params import load_params
 
 from conftest import set_yaml
 
 
 def test_paper_settings_are_one_level_with_fixed_groups(project):
-    m = METHODS["stacnas"](load_params(project, "stacnas", "paper"), project)
+    m = METHODS["stacnas"].from_project(project, "paper")
     s = m.p.search
     assert m.one_level() and s.train_portion == 1.0 and s.grouping == "fixed"
     assert (s.supernet.layers, s.stage2.layers, s.epochs, s.stage2.epochs) == (14, 20, 80, 80)
@@ -29,11 +28,11 @@ def test_paper_settings_are_one_level_with_fixed_groups(project):
 def test_bad_params_are_rejected_with_the_reason(project, key, value, message):
     set_yaml(project / "params" / "stacnas.yaml", key, value)
     with pytest.raises(ParamsError, match=message):
-        load_params(project, "stacnas", "paper")
+        METHODS["stacnas"].from_project(project, "paper").params
 
 
 def test_unknown_stage_is_rejected(project):
-    m = METHODS["stacnas"](load_params(project, "stacnas", "paper"), project)
+    m = METHODS["stacnas"].from_project(project, "paper")
     with pytest.raises(ParamsError, match=r"no search stage 'search'; allowed: stage1, stage2"):
         m.search("search")
 
@@ -86,7 +85,7 @@ def test_updates_see_the_data_the_params_say(cifar_project, monkeypatch, mode):
     monkeypatch.setattr(darts, "Trainer", spy)
     set_yaml(cifar_project / "params" / "stacnas.yaml", "search.optimisation", mode)
     set_yaml(cifar_project / "params" / "stacnas.yaml", "search.train_portion", 0.5)  # the ci profile says 0.8
-    method = METHODS["stacnas"](load_params(cifar_project, "stacnas"), cifar_project)
+    method = METHODS["stacnas"].from_project(cifar_project)
     with pytest.raises(_Stop):
         method.search("stage1")
     b = seen["batches"]

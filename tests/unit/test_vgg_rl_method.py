@@ -12,13 +12,12 @@ import torch
 from nascore.cli import main
 from nascore.config import ParamsError
 from nascore.methods import METHODS
-from nascore.params import load_params
 
 from conftest import set_yaml
 
 
 def test_paper_settings(project):
-    m = METHODS["vgg_rl"](load_params(project, "vgg_rl", "paper"), project)
+    m = METHODS["vgg_rl"].from_project(project, "paper")
     p = m.p
     assert (p.search.screening.epoch, p.search.screening.min_val_acc) == (20, 0.60)
     assert (p.generation.train.epochs, p.generation.train.batch_size, p.generation.train.lr) == (100, 64, 0.1)
@@ -40,7 +39,7 @@ def test_paper_settings(project):
 def test_bad_params_name_the_key(project, key, value, message):
     set_yaml(project / "params" / "vgg_rl.yaml", key, value)
     with pytest.raises(ParamsError, match=message):
-        load_params(project, "vgg_rl", "paper")
+        METHODS["vgg_rl"].from_project(project, "paper").params
 
 
 def _cli(root, *args):
@@ -54,7 +53,7 @@ def test_four_stages_end_to_end(cifar_project):
     _cli(root, "finetune", "--method", "vgg_rl", "--dataset", "cifar10")
     _cli(root, "evaluate", "--method", "vgg_rl", "--dataset", "cifar10")
     _cli(root, "report", "--method", "vgg_rl")
-    m = METHODS["vgg_rl"](load_params(root, "vgg_rl"), root)
+    m = METHODS["vgg_rl"].from_project(root)
     kids = json.loads((root / "runs" / "vgg_rl" / "search" / "children.json").read_text())["children"]
     assert len(kids) == m.p.search.iterations * m.p.search.children
     g = m.grammar()
@@ -84,7 +83,7 @@ def test_diverging_children_are_recorded_as_failed_and_the_search_goes_on(cifar_
     set_yaml(cifar_project / "params" / "profiles.yaml", "ci.vgg_rl.search.child.lr", 1.0e38)
     _cli(cifar_project, "search", "--method", "vgg_rl")
     kids = json.loads((cifar_project / "runs" / "vgg_rl" / "search" / "children.json").read_text())["children"]
-    m = METHODS["vgg_rl"](load_params(cifar_project, "vgg_rl"), cifar_project)
+    m = METHODS["vgg_rl"].from_project(cifar_project)
     assert len(kids) == m.p.search.iterations * m.p.search.children  # every iteration ran
     assert all(k["status"] == "failed" and "diverged" in k["reason"] for k in kids)
     assert all(k["reward"] == m.p.search.failed_reward for k in kids)

@@ -76,7 +76,8 @@ def test_a_checkpoint_from_other_code_is_not_resumed(monkeypatch, tmp_path):
     """The fingerprint covers the package's source (issue 13, item 3): after a code change a killed
     stage starts fresh instead of resuming weights the old code computed."""
     import nascore.params as params_module
-    from nascore.params import load_params, source_hash
+    from nascore.methods import METHODS
+    from nascore.params import source_hash
 
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
@@ -87,7 +88,7 @@ def test_a_checkpoint_from_other_code_is_not_resumed(monkeypatch, tmp_path):
     assert source_hash(pkg) != before
 
     from conftest import REPO
-    p = load_params(REPO, "darts", "ci")
+    p = METHODS["darts"].from_project(REPO, "ci").params
     fp = p.fingerprint("search")
     monkeypatch.setattr(params_module, "source_hash", lambda: "0" * 16)
     assert p.fingerprint("search") != fp

@@ -48,9 +48,10 @@ def cmd_info(args) -> int:
 
 def cmd_prepare(args) -> int:
     from nascore.data.prepare import prepare
+    from nascore.methods import METHODS
     from nascore.params import load_params
 
-    params = load_params(_root(args), None, args.profile)
+    params = load_params(_root(args), None, args.profile, methods=METHODS.names())
     out = _root(args) / params.data.prepared_dir / args.dataset
     manifest = prepare(args.dataset, params.data, _root(args), out)
     if manifest["status"] != "ok":
@@ -64,10 +65,8 @@ def cmd_prepare(args) -> int:
 
 def _method(args):
     from nascore.methods import METHODS
-    from nascore.params import load_params
 
-    params = load_params(_root(args), args.method, args.profile)
-    return METHODS[args.method](params, _root(args))
+    return METHODS[args.method].from_project(_root(args), args.profile)
 
 
 def cmd_search(args) -> int:
@@ -96,7 +95,7 @@ def cmd_summary(args) -> int:
     from nascore.params import load_params
     from nascore.report.summary import write_summary
 
-    params = load_params(_root(args), None, args.profile)
+    params = load_params(_root(args), None, args.profile, methods=METHODS.names())
     path = write_summary(_root(args), list(METHODS.names()), params.run.seed)
     print(f"[nascore] wrote {path}")
     return 0

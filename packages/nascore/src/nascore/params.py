@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from nascore.config import ParamsError, deep_merge, from_dict, read_yaml, to_dict
 from nascore.data.params import DataParams
@@ -46,10 +46,14 @@ class Params:
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_params(root: Path, method: str | None, profile: str | None = None) -> Params:
-    """Read, merge the profile, validate. `method=None` loads only run and data."""
-    from nascore.methods import METHODS
-
+def load_params(root: Path, method: str | None = None, profile: str | None = None, *,
+                params_cls: type | None = None, methods: Iterable[str] | None = None) -> Params:
+    """Read, merge the profile, validate. `method=None` loads only run and data; a method's section
+    is validated into `params_cls` (its caller knows the class: `Method.from_project` passes it).
+    `methods`: the section names a profile may hold besides run and data (None: not checked)."""
+    if method is not None and params_cls is None:
+        raise TypeError(f"load_params: method {method!r} needs its params class (params_cls=); "
+                        f"Method.from_project(root, profile) passes it")
     pdir = root / "params"
     run_file = read_yaml(pdir / "run.yaml")
     unknown = sorted(set(run_file) - {"profile", "run"})
@@ -61,8 +65,8 @@ def load_params(root: Path, method: str | None, profile: str | None = None) -> P
         raise ParamsError(f"params/run.yaml: profile: got {profile!r}; defined in params/profiles.yaml: "
                           f"{', '.join(sorted(profiles))}")
     over = profiles[profile] or {}
-    sections = {"run", "data", *METHODS.names()}
-    bad = sorted(set(over) - sections)
+    sections = {"run", "data", *(methods or ()), *([method] if method else [])}
+    bad = sorted(set(over) - sections) if methods is not None else []
     if bad:
         raise ParamsError(f"params/profiles.yaml: {profile}.{bad[0]}: unknown section; allowed: "
                           f"{', '.join(sorted(sections))}")
@@ -72,7 +76,7 @@ def load_params(root: Path, method: str | None, profile: str | None = None) -> P
                       profile)
     method_params = None
     if method is not None:
-        method_params = _validated(METHODS[method].params_cls, read_yaml(pdir / f"{method}.yaml"),
+        method_params = _validated(params_cls, read_yaml(pdir / f"{method}.yaml"),
                                    over.get(method), f"params/{method}.yaml", "", profile)
     return Params(profile, run, data, method_params, method or "")
 

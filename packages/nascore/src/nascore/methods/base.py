@@ -6,12 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from nascore.config import ParamsError
 from nascore.genotype import Genotype
 from nascore.layout import Layout, read_json, write_json
-from nascore.params import Params
+from nascore.params import Params, load_params
 from nascore.registry import Registry
 
 METHODS: Registry = Registry("method")
@@ -27,6 +25,11 @@ class Method:
     def __init__(self, params: Params, root: Path) -> None:
         self.params, self.layout = params, Layout(root)
         self.p = params.method
+
+    @classmethod
+    def from_project(cls, root: Path, profile: str | None = None) -> "Method":
+        """The method with its params read from root/params/ (the active or the given profile)."""
+        return cls(load_params(root, cls.name, profile, params_cls=cls.params_cls, methods=METHODS.names()), root)
 
     search_stages: tuple[str, ...] = ("search",)  # DVC stages of the search; later ones read earlier ones
 
@@ -79,6 +82,3 @@ class Timer:
 def genotype_tags(genotype: Genotype, **extra: str) -> dict[str, str]:
     return {"genotype_hash": genotype.canonical_hash(), **{k: str(v) for k, v in extra.items()}}
 
-
-def as_device(tensors: dict[str, Any], device: torch.device, *keys: str) -> list[torch.Tensor]:
-    return [tensors[k].to(device) for k in keys]

@@ -7,15 +7,11 @@ from dataclasses import dataclass
 import torch
 
 from nascore.genotype import CellGenotype
-from nascore.registry import Registry
-
-SPACES: Registry = Registry("search space")
 
 PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
               "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 
 
-@SPACES.register("darts")
 @dataclass(frozen=True)
 class CellSpace:
     """A DARTS-style cell: the graph, separate from any optimiser (NASLib style)."""
