@@ -42,7 +42,7 @@ def test_one_methods_override_reruns_only_its_stages(tmp_path):
     shutil.copytree(REPO / "params", root / "params")
     shutil.copytree(REPO / "pipelines", root / "pipelines")
     shutil.copytree(REPO / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
-    for f in ("dvc.yaml", "dvc.lock"):
+    for f in ("dvc.yaml", "dvc.lock", "methods.yaml"):
         shutil.copy2(REPO / f, root / f)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     assert not _changed_params(root), "dvc.lock is out of date with params/: run `dvc repro` and commit the lock"

@@ -7,7 +7,7 @@ What is new against DARTS, and all that this module adds:
   ops of the group whose representative won there (claims 1, 4), via the supernet's `edge_ops`;
 - one-level optimisation, architecture and weights from the same training batches (claims 6-7),
   bi-level kept as an ablation;
-- two DVC stages, search_stage1 -> search_stage2, each a DARTS search run (`run_search`).
+- two DVC stages, search_stage1@stacnas -> search@stacnas, each a DARTS search run (`run_search`).
 Alphas are shared per cell type (normal / reduce), as DARTS and the authors' `--alpha_share` runs
 do: "edge j of cell i" in claim 1 reads as edge j of cell type i. When the space lists `none`
 it joins every edge of both stages, as in the authors' code (genotypes.py), and ranks edges.
