@@ -20,8 +20,7 @@ import torch
 
 from _common import device_name, emit, get_device, parser
 from nascore.data.loader import PairedBatches, TensorBatches, make_transform
-from nascore.methods.darts import SearchMonitor
-from nascore.strategies.darts import DifferentiableSearch
+from nascore.strategies.darts import DifferentiableSearch, SearchMonitor
 from nascore.supernets import DartsSupernet
 from nascore.train.loop import Hook, Trainer
 

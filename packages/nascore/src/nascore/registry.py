@@ -1,7 +1,9 @@
 """Name -> factory registries (timm style): nothing is built until asked for."""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import importlib
+import pkgutil
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -41,3 +43,10 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self._entries)
+
+
+def import_modules(package: str, path: Iterable[str]) -> None:
+    """Import every module of a package (`import_modules(__name__, __path__)` in its __init__): each
+    registers what it defines, so a new module is picked up with no list to edit."""
+    for name in sorted(m.name for m in pkgutil.iter_modules(path)):
+        importlib.import_module(f"{package}.{name}")

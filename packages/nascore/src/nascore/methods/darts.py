@@ -26,8 +26,7 @@ from nascore.ops import MIXED_OPS, OPS
 from nascore.runtime import (autocast_dtype, compile_network, hardware, init_distributed, setup,
                              use_channels_last)
 from nascore.spaces.darts import CellSpace
-from nascore.strategies.darts import DifferentiableSearch
-from nascore.strategies.regularisers import edge_entropy
+from nascore.strategies import STRATEGIES
 from nascore.supernets import SUPERNETS
 from nascore.tracking import MLflowHook, configure, log_genotype, start_run
 from nascore.train import CheckpointHook, Hook, Trainer
@@ -58,7 +57,8 @@ class SupernetParams:
 @dataclass(frozen=True)
 class SearchParams:
     dataset: Literal["cifar10", "cifar100"]
-    supernet: SupernetParams
+    strategy: str = spec(doc="search strategy (nascore.strategies.STRATEGIES): darts = gradient-based (alpha)")
+    supernet: SupernetParams = spec()
     order: Literal[1, 2] = spec(doc="1: first order (xi = 0); 2: unrolled (DARTS eq. 7)")
     epochs: int = spec(ge=1)
     batch_size: int = spec(ge=1)
@@ -76,6 +76,8 @@ class SearchParams:
     checkpoint_every_steps: int = spec(ge=0, doc="0: only at epoch ends")
 
     def validate(self, path: str) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ParamsError(f"{path}.strategy: got {self.strategy!r}; allowed: {', '.join(STRATEGIES.names())}")
         if len(self.arch_betas) != 2 or not all(0 <= b < 1 for b in self.arch_betas):
             raise ParamsError(f"{path}.arch_betas: got {self.arch_betas}; need two numbers in [0, 1)")
 
@@ -122,29 +124,6 @@ class DartsParams:
     paper: dict[str, Any] = spec(default_factory=dict, doc="published numbers, for the report")
 
 
-class SearchMonitor(Hook):
-    """After each epoch: supernet validation error, softmax(alpha) per group, derived genotype."""
-
-    def __init__(self, model, val_batches) -> None:
-        self.model, self.val_batches = model, val_batches
-
-    def after_epoch(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        if len(self.val_batches.x):  # no held-out images (one-level on the whole set): no val_err
-            metrics["val_err"] = topk_errors(self.model, self.val_batches, ks=(1,))["top1_err"]
-        metrics["train_err"] = 100.0 * (1.0 - metrics.pop("train_acc", 0.0))
-        metrics["lr"] = trainer.task.lr
-        probs = self.model.alpha_probs()
-        metrics["alphas"] = {k: v.detach().cpu().tolist() for k, v in probs.items()}
-        per_group = {k: float(edge_entropy(p).mean().detach()) for k, p in probs.items()}
-        metrics["entropy"] = sum(per_group.values()) / len(per_group)  # mean per-edge entropy (nats)
-        for k, h in per_group.items():  # per level for multi-level supernets (seed 002)
-            metrics[f"entropy_{k}"] = h
-        genotype = self.model.genotype()
-        metrics["genotype"] = genotype.to_json()["cells"]
-        for name, cell in genotype.cells.items():  # seed 002, Fig. 3: skips a derivation would keep
-            metrics[f"skips_{name}"] = sum(op == "skip_connect" for op, _ in cell.edges)
-
-
 class ErrHook(Hook):
     """train_acc -> train_err (percent), the form reports use."""
 
@@ -164,8 +143,7 @@ class DartsMethod(Method):
         return CellSpace(primitives=tuple(self.p.search.supernet.primitives))
 
     def build_supernet(self, num_classes: int) -> torch.nn.Module:
-        s = self.p.search.supernet
-        return SUPERNETS[self.supernet](s.C, num_classes, s.layers, self.space(), s.stem_multiplier, s.mixed_op)
+        return SUPERNETS[self.supernet].from_config(self.p.search.supernet, num_classes, self.space())
 
     def arch_regulariser(self):
         return None
@@ -222,19 +200,15 @@ class DartsMethod(Method):
         val_eval = TensorBatches(tensors["train_x32"][va].to(device), y[va].to(device),
                                  self.p.evaluate.batch_size, plain, shuffle=False, seed=0)
         model = build(len(tensors["classes"]), train).to(device)
-        strategy = DifferentiableSearch(
-            model, lr=p.lr, lr_min=p.lr_min, momentum=p.momentum, weight_decay=p.weight_decay,
-            grad_clip=p.grad_clip, epochs=epochs, arch_lr=p.arch_lr, arch_betas=tuple(p.arch_betas),
-            arch_weight_decay=p.arch_weight_decay, order=p.order, hvp_eps=p.hvp_eps,
-            arch_regulariser=self.arch_regulariser(), autocast_dtype=autocast_dtype(run, device),
-            one_level=self.one_level(), channels_last=use_channels_last(run, device),
-            cuda_graphs=graphs_wanted(run.cuda_graphs, device), graphs_strict=run.cuda_graphs == "on")
+        strategy = STRATEGIES[p.strategy].from_config(model, p, run, device, epochs=epochs, val_batches=val_eval,
+                                                     arch_regulariser=self.arch_regulariser(),
+                                                     one_level=self.one_level())
         ckpt = CheckpointHook(self.layout.checkpoints(self.name) / f"{stage}.pt",
                               self.params.fingerprint("search") + fingerprint_extra, p.checkpoint_every_steps,
                               device=device, remove_after_train=False)
         prior = ckpt.peek_extra()
         trainer = Trainer(strategy, batches, epochs, seed=run.seed,
-                          hooks=[SearchMonitor(model, val_eval), MLflowHook(), ckpt], desc=stage)
+                          hooks=[strategy.monitor(val_eval), MLflowHook(), ckpt], desc=stage)
         space = model.space
         with start_run(self.name, stage, run_id=prior.get("mlflow_run_id"),
                        params={"profile": self.params.profile, "search": to_dict(p),
@@ -249,8 +223,8 @@ class DartsMethod(Method):
             genotype = strategy.genotype()
             genotype = Genotype(genotype.cells, genotype.space, meta={
                 "method": self.name, "stage": stage, "mlflow_run_id": mlrun.info.run_id,
-                "profile": self.params.profile, "epochs": epochs, "order": p.order,
-                "one_level": self.one_level(), "dataset": manifest["display_name"]})
+                "profile": self.params.profile, "epochs": epochs, **strategy.describe(),
+                "dataset": manifest["display_name"]})
             ghash = log_genotype(genotype)
             import mlflow
             mlflow.log_dict({"epochs": [{k: h[k] for k in ("epoch", "alphas", "genotype")} for h in history],
@@ -265,13 +239,16 @@ class DartsMethod(Method):
         status = {"status": "ok", "genotype_hash": ghash, "mlflow_run_id": mlrun.info.run_id}
         write_json(out / "status.json", status)
         metrics = {"status": "ok", "genotype_hash": ghash, "train_err": round(last["train_err"], 4),
-                   "train_loss": round(last["train_loss"], 6), "epochs": epochs, "order": p.order,
-                   "optimisation": "one-level" if self.one_level() else "bi-level",
+                   "train_loss": round(last["train_loss"], 6), "epochs": epochs, **strategy.describe(),
                    "search_seconds": round(ckpt.elapsed_s(), 1), "resumed": ckpt.resumed_from is not None,
                    "dataset": manifest["display_name"], "images": {"s_train": len(tr), "s_val": len(va)},
                    "profile": self.params.profile, "hardware": hardware()}
         if "val_err" in last:
             metrics["val_err"] = round(last["val_err"], 4)
+        files, extra = strategy.outputs()  # what the strategy found besides the genotype (e.g. a ranking)
+        for name, content in files.items():
+            write_json(out / name, content)
+        metrics.update(extra)
         if on_outputs is not None:  # a method's own outputs and metrics, written before the checkpoint goes
             metrics = on_outputs(metrics)
         write_json(metrics_path, metrics)

@@ -113,8 +113,7 @@ class StacnasMethod(DartsMethod):
                 found["correlation"] = corr.tolist()
             found["groups"] = [list(g) for g in groups]
             prims = ([ZERO] if self.zero() else []) + representatives(groups)
-            return SUPERNETS["darts"](s.supernet.C, num_classes, s.supernet.layers, CellSpace(primitives=tuple(prims)),
-                                      s.supernet.stem_multiplier, s.supernet.mixed_op)
+            return SUPERNETS["darts"].from_config(s.supernet, num_classes, CellSpace(primitives=tuple(prims)))
 
         def log() -> None:
             import mlflow
@@ -143,8 +142,8 @@ class StacnasMethod(DartsMethod):
         space = self.space()
 
         def build(num_classes: int, train) -> torch.nn.Module:
-            return SUPERNETS["grouped"](s.stage2.C, num_classes, s.stage2.layers, space, s.supernet.stem_multiplier,
-                                        s.supernet.mixed_op, edge_ops=edge_ops, group_prior=prior)
+            return SUPERNETS["grouped"].from_config(s.supernet, num_classes, space, C=s.stage2.C, layers=s.stage2.layers,
+                                                    edge_ops=edge_ops, group_prior=prior)
 
         def total(metrics: dict[str, Any]) -> dict[str, Any]:  # the search cost of the method is both stages
             m1 = read_json(self.layout.metrics(f"{self.name}-search_stage1"))
@@ -172,8 +171,7 @@ class StacnasMethod(DartsMethod):
         s, c = self.p.search, self.p.search.cluster
         prims = tuple(s.supernet.primitives)
         device = train.x.device
-        model = SUPERNETS["darts"](s.supernet.C, num_classes, s.supernet.layers, CellSpace(primitives=prims),
-                                   s.supernet.stem_multiplier, s.supernet.mixed_op).to(device)
+        model = SUPERNETS["darts"].from_config(s.supernet, num_classes, CellSpace(primitives=prims)).to(device)
         opt = torch.optim.SGD(model.weight_parameters(), s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
         for epoch in range(c.warmup_epochs):
             for x, y in train.epoch(epoch):

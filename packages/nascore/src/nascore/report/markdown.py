@@ -62,7 +62,7 @@ def write_report(method) -> Path:
         stages = (f" (last stage; all search stages {search['search_seconds_total']} s)"
                   if "search_seconds_total" in search else "")
         lines += [f"- Profile **{search['profile']}** on {search['hardware']}.",
-                  f"- Search: {search.get('optimisation', 'bi-level')}, order {search['order']}, "
+                  f"- Search: {search.get('optimisation', 'bi-level')}{_order(search)}, "
                   f"{search['epochs']} epochs on "
                   f"{search['images']['s_train']} / {search['images']['s_val']} images (S_train / S_val) of "
                   f"{search['dataset']}; {search['search_seconds']} s wall clock{stages}"
@@ -160,6 +160,11 @@ def _cell_order(name: str) -> tuple[int, str]:
     """Cells in network order: low normal, first reduction, mid, second reduction, high."""
     order = ["normal", "normal_low", "reduce", "reduce_1", "normal_mid", "reduce_2", "normal_high"]
     return (order.index(name) if name in order else len(order), name)
+
+
+def _order(search: dict[str, Any]) -> str:
+    """", order N" for a gradient search (first or second order); nothing for a strategy without one."""
+    return f", order {search['order']}" if "order" in search else ""
 
 
 def _side(r: dict[str, Any]) -> str:

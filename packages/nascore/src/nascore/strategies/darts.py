@@ -20,17 +20,20 @@ plain PyTorch, so on a CPU they run eagerly and give the same updates as the def
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from nascore.evaluate.metrics import topk_errors
 from nascore.genotype import Genotype
 from nascore.registry import Registry
-from nascore.runtime import check_layout
-from nascore.train.graphs import GraphedStep, clipped_sgd_step
+from nascore.runtime import autocast_dtype, check_layout, use_channels_last
+from nascore.strategies.regularisers import edge_entropy
+from nascore.train import Hook, Trainer
+from nascore.train.graphs import GraphedStep, clipped_sgd_step, graphs_wanted
 from nascore.train.tasks import step_metrics
 
 STRATEGIES: Registry = Registry("search strategy")
@@ -183,6 +186,31 @@ class DifferentiableSearch:
         alpha_grads = [torch.zeros_like(a) if g is None else g for a, g in zip(self.alphas, grads[:n])]
         return (*alpha_grads, step_metrics(loss, logits, y))
 
+    @classmethod
+    def from_config(cls, model: nn.Module, p, run, device: torch.device, *, epochs: int, val_batches=None,
+                    arch_regulariser: Regulariser | None = None, one_level: bool = False) -> "DifferentiableSearch":
+        """Build from a method's search params `p` (nascore.methods.darts.SearchParams) and the run params:
+        the one place where params become keyword arguments (every strategy has this signature)."""
+        return cls(model, lr=p.lr, lr_min=p.lr_min, momentum=p.momentum, weight_decay=p.weight_decay,
+                   grad_clip=p.grad_clip, epochs=epochs, arch_lr=p.arch_lr, arch_betas=tuple(p.arch_betas),
+                   arch_weight_decay=p.arch_weight_decay, order=p.order, hvp_eps=p.hvp_eps,
+                   arch_regulariser=arch_regulariser, autocast_dtype=autocast_dtype(run, device),
+                   one_level=one_level, channels_last=use_channels_last(run, device),
+                   cuda_graphs=graphs_wanted(run.cuda_graphs, device), graphs_strict=run.cuda_graphs == "on")
+
+    def monitor(self, val_batches) -> Hook:
+        """The per-epoch record of the search (supernet error, softmax(alpha), derived genotype)."""
+        return SearchMonitor(self.model, val_batches)
+
+    def describe(self) -> dict:
+        """How the search optimised, for metrics and the genotype's provenance."""
+        return {"order": self.order, "optimisation": "one-level" if self.one_level else "bi-level"}
+
+    def outputs(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Files (name -> JSON) and metrics the strategy adds to the search's outputs; alphas need none
+        besides the history the monitor keeps."""
+        return {}, {}
+
     def genotype(self) -> Genotype:
         return self.model.genotype()
 
@@ -283,3 +311,26 @@ def _backward(loss: torch.Tensor, params: list[torch.Tensor]) -> None:
     the gradients assigned, not accumulated, which spares autograd one op per parameter."""
     for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
         p.grad = g
+
+
+class SearchMonitor(Hook):
+    """After each epoch: supernet validation error, softmax(alpha) per group, derived genotype."""
+
+    def __init__(self, model, val_batches) -> None:
+        self.model, self.val_batches = model, val_batches
+
+    def after_epoch(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        if len(self.val_batches.x):  # no held-out images (one-level on the whole set): no val_err
+            metrics["val_err"] = topk_errors(self.model, self.val_batches, ks=(1,))["top1_err"]
+        metrics["train_err"] = 100.0 * (1.0 - metrics.pop("train_acc", 0.0))
+        metrics["lr"] = trainer.task.lr
+        probs = self.model.alpha_probs()
+        metrics["alphas"] = {k: v.detach().cpu().tolist() for k, v in probs.items()}
+        per_group = {k: float(edge_entropy(p).mean().detach()) for k, p in probs.items()}
+        metrics["entropy"] = sum(per_group.values()) / len(per_group)  # mean per-edge entropy (nats)
+        for k, h in per_group.items():  # per level for multi-level supernets (seed 002)
+            metrics[f"entropy_{k}"] = h
+        genotype = self.model.genotype()
+        metrics["genotype"] = genotype.to_json()["cells"]
+        for name, cell in genotype.cells.items():  # seed 002, Fig. 3: skips a derivation would keep
+            metrics[f"skips_{name}"] = sum(op == "skip_connect" for op, _ in cell.edges)

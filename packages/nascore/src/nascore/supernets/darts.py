@@ -124,6 +124,14 @@ class DartsSupernet(nn.Module):
             mask = torch.tensor([[op in e for op in self.space.primitives] for e in ops])
             self.register_buffer(f"mask_{key}", mask)
 
+    @classmethod
+    def from_config(cls, s, num_classes: int, space: CellSpace, *, C: int | None = None, layers: int | None = None,
+                    **kwargs) -> "DartsSupernet":
+        """Build from a method's supernet params `s` (C, layers, stem_multiplier, mixed_op): the one place
+        where they become arguments. C / layers override s's (e.g. a second search stage's sizes);
+        kwargs are the subclass's own (edge_ops, group_prior, ...)."""
+        return cls(C or s.C, num_classes, layers or s.layers, space, s.stem_multiplier, s.mixed_op, **kwargs)
+
     def _check_edge_ops(self, key: str, ops: Sequence[Sequence[str]]) -> None:
         if len(ops) != self.space.num_edges:
             raise ValueError(f"edge_ops[{key!r}]: {len(ops)} edges given, the cell has {self.space.num_edges}")
