@@ -49,3 +49,17 @@ def test_summary_puts_every_method_beside_the_papers(tmp_path):
     assert "| openset_rl | cifar10_osr (full, CIFAR-10) | 0.334 | 0.515 | 0.531 | 0.199 |" in md
     assert (tmp_path / "reports" / "figures" / "summary" / "error_vs_search_cost.png").stat().st_size > 10_000
     assert "- stacnas: StacNAS (Li, Li, Zhang et al." in md  # every paper row's source named
+
+
+def test_methods_we_do_not_run_are_rows_marked_not_reproduced(tmp_path):
+    """Seed 003's NAS-RL and MetaQNN rows come from params/not_reproduced.yaml, marked as such, beside the
+    baselines' own published rows (random_ws, enas)."""
+    shutil.copytree(REPO / "params", tmp_path / "params")
+    md = write_summary(tmp_path, [*METHODS, "enas", "random_ws"], seed=0).read_text()
+    c10 = md.split("## CIFAR-10")[1].split("\n## ")[0]
+    assert "| nas_rl | paper, not reproduced here: NAS (Zoph & Le 2017), 800 GPUs x 21-28 days, ENAS Table 1 | 4.47 |" in c10
+    assert "| metaqnn | paper, not reproduced here: Macro NAS + Q-Learning (MetaQNN" in c10 and "| 6.92 |" in c10
+    assert "| random_ws | paper: Random search with weight sharing, average of the final architecture's runs, " \
+           "Table 5 | 2.85 ± 0.08 |" in c10
+    assert "| enas | paper: ENAS + micro search space + CutOut, Table 1 | 2.89 | - | 4.6 | - | 0.45 GPU-days |" in c10
+    assert "- nas_rl, metaqnn (not reproduced here): Pham et al. ICML 2018 (ENAS), Table 1" in md
