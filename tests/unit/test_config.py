@@ -64,3 +64,19 @@ def test_cli_reports_params_error_before_compute(project, capsys):
     assert main(["--root", str(project), "search", "--method", "darts"]) == 2
     assert "search.epochs: got 0, allowed: >= 1" in capsys.readouterr().err
     assert not (project / "runs").exists() and not (project / "reports").exists()
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(project):
+    """PyYAML would keep the last value silently while DVC rejects the file: we refuse it, with the lines."""
+    path = project / "params" / "darts.yaml"
+    path.write_text(path.read_text() + "evaluate:\n  batch_size: 64\n")
+    with pytest.raises(ParamsError, match=r"params/darts.yaml: key 'evaluate' appears twice in one mapping \(lines \d+ and \d+\)"):
+        METHODS["darts"].from_project(project)
+
+
+def test_every_params_file_has_unique_keys():
+    from conftest import REPO
+    from nascore.config import read_yaml
+
+    for path in sorted((REPO / "params").glob("*.yaml")):
+        assert isinstance(read_yaml(path), dict), path

@@ -172,12 +172,29 @@ def deep_merge(base: dict, override: dict, path: str = "") -> dict:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one silently;
+    DVC's parser rejects the file, so the two would disagree about the params)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ParamsError(f"key {key!r} appears twice in one mapping (lines {seen[key] + 1} and "
+                                  f"{key_node.start_mark.line + 1}); keep one")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict:
     """Load a YAML mapping with an error that names the file."""
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except ParamsError as e:
+        raise ParamsError(f"params file {path}: {e}") from None
     except yaml.YAMLError as e:
         raise ParamsError(f"params file {path} is not valid YAML: {e}") from None
     if data is None:
