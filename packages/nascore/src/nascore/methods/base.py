@@ -2,17 +2,42 @@
 provides. A method overrides only what its paper changes."""
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nascore.config import ParamsError
+from nascore.data.prepare import NotRun
 from nascore.genotype import Genotype
 from nascore.layout import Layout, read_json, write_json
 from nascore.params import Params, load_params
 from nascore.registry import Registry
+from nascore.runtime import setup
+from nascore.tracking import configure
 
 METHODS: Registry = Registry("method")
+
+
+def stage(*records: Callable[..., Path]) -> Callable:
+    """Wrap a stage body with what every stage does around it: the tracking store is configured
+    first, and a `NotRun` the body raises (no data, no upstream result) is recorded as "not run"
+    in each of `records(self, *args)` (status and metrics files) and returned, so the DAG completes.
+    The body is the paper's logic; it gets data with `self.data`, upstream results with
+    `self.require` and the device with `self.device()`."""
+    def wrap(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        @functools.wraps(body)
+        def run(self: "Method", *args: Any, **kwargs: Any) -> dict[str, Any]:
+            configure(self.params.run.tracking_uri)
+            try:
+                return body(self, *args, **kwargs)
+            except NotRun as e:
+                paths = [record(self, *args, **kwargs) for record in records]
+                for path in paths:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                return self.not_run(str(e), *paths)
+        return run
+    return wrap
 
 
 class Method:
@@ -56,6 +81,25 @@ class Method:
     def extra_report_sections(self) -> list[str]:
         """Markdown lines a method adds to its report (e.g. a hyper-parameter study)."""
         return []
+
+    # what stage bodies use
+    def data(self, dataset: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The prepared tensors and manifest of `dataset` (NotRun when it has no data here)."""
+        from nascore.data.prepare import load_prepared
+
+        return load_prepared(self.layout.prepared(dataset))
+
+    def require(self, status_path: Path, missing: str = "not run: no upstream result") -> dict[str, Any]:
+        """An upstream stage's status, which must be ok (else NotRun with its reason)."""
+        status = self.status_of(status_path)
+        if status.get("status") != "ok":
+            raise NotRun(status.get("reason", missing))
+        return status
+
+    def device(self):
+        """The run's device, after seeding and setting threads and determinism from the run params:
+        a body calls it once, before it draws anything random."""
+        return setup(self.params.run)
 
     # shared helpers
     def not_run(self, reason: str, *paths: Path) -> dict[str, Any]:

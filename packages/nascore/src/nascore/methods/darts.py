@@ -14,21 +14,19 @@ import torch
 
 from nascore.config import ParamsError, spec, to_dict
 from nascore.data.loader import PairedBatches, TensorBatches, make_transform
-from nascore.data.prepare import NotRun, load_prepared
 from nascore.data.sources import DATASETS
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
 from nascore.genotype import Genotype, load_genotype
-from nascore.layout import load_checkpoint, read_json, save_atomically, write_json
-from nascore.methods.base import METHODS, Method, genotype_tags
+from nascore.layout import load_checkpoint, save_atomically, write_json
+from nascore.methods.base import METHODS, Method, genotype_tags, stage
 from nascore.models import create_model
 from nascore.ops import MIXED_OPS, OPS
-from nascore.runtime import (autocast_dtype, compile_network, hardware, init_distributed, setup,
-                             use_channels_last)
+from nascore.runtime import autocast_dtype, compile_network, hardware, init_distributed, use_channels_last
 from nascore.spaces.darts import CellSpace
 from nascore.strategies import STRATEGIES
 from nascore.supernets import SUPERNETS
-from nascore.tracking import MLflowHook, configure, log_genotype, start_run
+from nascore.tracking import MLflowHook, log_genotype, start_run
 from nascore.train import CheckpointHook, Hook, Trainer
 from nascore.train.graphs import graphs_wanted
 from nascore.train.tasks import SupervisedTask
@@ -167,6 +165,8 @@ class DartsMethod(Method):
         return self.run_search(stage, lambda n, _train: self.build_supernet(n), self.layout.search_dir(self.name),
                                f"{self.name}-search", epochs=self.p.search.epochs)
 
+    @stage(lambda self, stage, build, out, metrics_name, **_: out / "status.json",
+           lambda self, stage, build, out, metrics_name, **_: self.layout.metrics(metrics_name))
     def run_search(self, stage: str, build: Callable[[int, TensorBatches], torch.nn.Module], out: Path,
                    metrics_name: str, *, epochs: int, fingerprint_extra: str = "",
                    on_run_start: Callable[[], None] | None = None,
@@ -176,13 +176,8 @@ class DartsMethod(Method):
         MLflow run (e.g. to log what `build` found)."""
         p, run = self.p.search, self.params.run
         metrics_path = self.layout.metrics(metrics_name)
-        configure(run.tracking_uri)
-        try:
-            tensors, manifest = load_prepared(self.layout.prepared(p.dataset))
-        except NotRun as e:
-            out.mkdir(parents=True, exist_ok=True)
-            return self.not_run(str(e), out / "status.json", metrics_path)
-        device = setup(run)
+        tensors, manifest = self.data(p.dataset)
+        device = self.device()
         x_aug = tensors["train_x32"] if p.augment == "darts" else tensors["train_x"]
         y = tensors["train_y"]
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(run.seed))
@@ -259,9 +254,8 @@ class DartsMethod(Method):
         allowed = self.space().primitives
         if self.p.finetune.genotype:
             return load_genotype(self.p.finetune.genotype, allowed), None
-        status = self.status_of(self.layout.search_dir(self.name) / "status.json")
-        if status.get("status") != "ok":
-            raise NotRun(status.get("reason", "not run: search produced no genotype"))
+        status = self.require(self.layout.search_dir(self.name) / "status.json",
+                              "not run: search produced no genotype")
         g = load_genotype(self.layout.search_dir(self.name) / "genotype.json", allowed)
         return g, status.get("mlflow_run_id")
 
@@ -269,18 +263,15 @@ class DartsMethod(Method):
         family = DATASETS[dataset].family
         return family, (self.p.finetune.cifar if family == "cifar" else self.p.finetune.imagenet)
 
+    @stage(lambda self, dataset: self.layout.finetune_dir(self.name, dataset) / "status.json")
     def finetune(self, dataset: str) -> dict[str, Any]:
         run = self.params.run
         out = self.layout.finetune_dir(self.name, dataset)
         out.mkdir(parents=True, exist_ok=True)
-        configure(run.tracking_uri)
         family, tp = self._train_params(dataset)
-        try:
-            genotype, search_run = self._genotype()
-            tensors, manifest = load_prepared(self.layout.prepared(dataset))
-        except NotRun as e:
-            return self.not_run(str(e), out / "status.json")
-        device = setup(run)
+        genotype, search_run = self._genotype()
+        tensors, manifest = self.data(dataset)
+        device = self.device()
         rank, world = init_distributed()  # under torchrun: data-parallel (DDP), each rank a share of every batch
         ddp = world > 1
         mean, std = ((self.params.data.cifar.mean, self.params.data.cifar.std) if family == "cifar"
@@ -345,17 +336,15 @@ class DartsMethod(Method):
         ckpt.remove()  # only now: a kill before this line resumes at the end and writes the same outputs
         return status
 
+    @stage(lambda self, dataset: self.layout.metrics(f"{self.name}-{dataset}"))
     def evaluate(self, dataset: str) -> dict[str, Any]:
         run = self.params.run
         metrics_path = self.layout.metrics(f"{self.name}-{dataset}")
-        status = self.status_of(self.layout.finetune_dir(self.name, dataset) / "status.json")
-        if status.get("status") != "ok":
-            return self.not_run(status.get("reason", "not run"), metrics_path)
-        configure(run.tracking_uri)
+        status = self.require(self.layout.finetune_dir(self.name, dataset) / "status.json", "not run")
         family, tp = self._train_params(dataset)
-        device = setup(run)
+        device = self.device()
         rank, world = init_distributed()  # under torchrun: each rank scores a share of the test set
-        tensors, manifest = load_prepared(self.layout.prepared(dataset))
+        tensors, manifest = self.data(dataset)
         saved = load_checkpoint(self.layout.finetune_dir(self.name, dataset) / "model.pt", map_location=device)
         genotype = Genotype.from_json(saved["genotype"], self.space().primitives)
         model = self.build_network(genotype, family, saved["num_classes"], tp).to(device)

@@ -19,16 +19,16 @@ import torch
 
 from nascore.config import ParamsError, spec, to_dict
 from nascore.data.loader import TensorBatches, make_transform
-from nascore.data.prepare import NotRun, load_prepared
+from nascore.data.prepare import load_prepared
 from nascore.evaluate.complexity import count_params
 from nascore.evaluate.openset import collect, feature_distribution_score, open_set_metrics
 from nascore.layout import load_checkpoint, read_json, save_atomically, write_json
-from nascore.methods.base import METHODS, Timer
+from nascore.methods.base import METHODS, Timer, stage
 from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import ControllerMethod, ControllerParams, TrainingParams, publish, seed_of
-from nascore.runtime import autocast_dtype, compile_network, hardware, setup
+from nascore.runtime import autocast_dtype, compile_network, hardware
 from nascore.spaces.block import BLOCK_OPS, BlockArchitecture, BlockGrammar, BlockNet
-from nascore.tracking import configure, start_run
+from nascore.tracking import start_run
 from nascore.train.center_loss import CenterLoss, CenterLossTask
 from nascore.train.child import train_network
 
@@ -169,17 +169,14 @@ class OpensetRlMethod(ControllerMethod):
         return rec, model, center
 
     # -- search ----------------------------------------------------------------------------------
+    @stage(lambda self, *_: self.layout.search_dir(self.name) / "status.json",
+           lambda self, *_: self.layout.metrics(f"{self.name}-search"))
     def search(self, stage: str = "search") -> dict[str, Any]:
         self.check_stage(stage)
         p, run = self.p.search, self.params.run
         out, metrics_path = self.layout.search_dir(self.name), self.layout.metrics(f"{self.name}-search")
-        configure(run.tracking_uri)
-        try:
-            tensors, manifest = load_prepared(self.layout.prepared(p.dataset))
-        except NotRun as e:
-            out.mkdir(parents=True, exist_ok=True)
-            return self.not_run(str(e), out / "status.json", metrics_path)
-        device = setup(run)
+        tensors, manifest = self.data(p.dataset)
+        device = self.device()
         x, y = _select(tensors["train_x"] if p.child.augment == "seed001" else tensors["train_x32"],
                        tensors["train_y"], p.known_classes)
         x32, _ = _select(tensors["train_x32"], tensors["train_y"], p.known_classes)
@@ -254,23 +251,18 @@ class OpensetRlMethod(ControllerMethod):
                     for k, u in zip(pp.cifar_plus10_known, pp.cifar_plus10_unknown)]
         raise ParamsError(f"{self.name}: unknown protocol {protocol!r}; allowed: {', '.join(PROTOCOLS)}")
 
+    @stage(lambda self, dataset: self.layout.finetune_dir(self.name, dataset) / "status.json")
     def finetune(self, dataset: str) -> dict[str, Any]:
         """The best architecture of every variant trained on each split's known classes."""
         splits = self._protocol(dataset)
-        tp, run = self.p.finetune.train, self.params.run
+        tp = self.p.finetune.train
         out = self.layout.finetune_dir(self.name, dataset)
         out.mkdir(parents=True, exist_ok=True)
-        configure(run.tracking_uri)
-        status = self.status_of(self.layout.search_dir(self.name) / "status.json")
-        try:
-            if status.get("status") != "ok":
-                raise NotRun(status.get("reason", "not run: no search result"))
-            tensors, manifest = load_prepared(self.layout.prepared("cifar10"))
-            if splits[0]["unknown_dataset"] != "cifar10":  # unknown images live in another dataset
-                load_prepared(self.layout.prepared(splits[0]["unknown_dataset"]), verify=False)
-        except NotRun as e:
-            return self.not_run(str(e), out / "status.json")
-        device = setup(run)
+        self.require(self.layout.search_dir(self.name) / "status.json", "not run: no search result")
+        tensors, manifest = self.data("cifar10")
+        if splits[0]["unknown_dataset"] != "cifar10":  # unknown images live in another dataset
+            load_prepared(self.layout.prepared(splits[0]["unknown_dataset"]), verify=False)
+        device = self.device()
         fingerprint = self.params.fingerprint("finetune") + dataset
         ckdir = self.layout.checkpoints(self.name) / f"finetune-{dataset}"
         ckdir.mkdir(parents=True, exist_ok=True)
@@ -305,17 +297,14 @@ class OpensetRlMethod(ControllerMethod):
         write_json(out / "status.json", status)
         return status
 
+    @stage(lambda self, dataset: self.layout.metrics(f"{self.name}-{dataset}"))
     def evaluate(self, dataset: str) -> dict[str, Any]:
         """Closed-set accuracy, AUROC and OSCR per variant, mean and std over the splits."""
-        run = self.params.run
         metrics_path = self.layout.metrics(f"{self.name}-{dataset}")
         fdir = self.layout.finetune_dir(self.name, dataset)
-        status = self.status_of(fdir / "status.json")
-        if status.get("status") != "ok":
-            return self.not_run(status.get("reason", "not run"), metrics_path)
-        configure(run.tracking_uri)
-        device = setup(run)
-        known_t, known_manifest = load_prepared(self.layout.prepared("cifar10"))
+        status = self.require(fdir / "status.json", "not run")
+        device = self.device()
+        known_t, known_manifest = self.data("cifar10")
         splits = self._protocol(dataset)
         unknown_t = known_t if splits[0]["unknown_dataset"] == "cifar10" else load_prepared(
             self.layout.prepared(splits[0]["unknown_dataset"]))[0]

@@ -26,7 +26,7 @@ from torch import nn
 
 from nascore.config import ParamsError, spec
 from nascore.layout import read_json, write_json
-from nascore.methods.base import METHODS
+from nascore.methods.base import METHODS, stage
 from nascore.methods.darts import DartsMethod, DartsParams, SearchParams
 from nascore.spaces.darts import CellSpace
 from nascore.strategies.grouping import ZERO, cluster_ops, op_correlation, representatives, stage2_edge_ops
@@ -128,14 +128,11 @@ class StacnasMethod(DartsMethod):
         return self.run_search("search_stage1", build, out, f"{self.name}-search_stage1", epochs=s.epochs,
                                on_run_start=log, on_outputs=groups)
 
+    @stage(lambda self: self.layout.search_dir(self.name) / "status.json",
+           lambda self: self.layout.metrics(f"{self.name}-search"))
     def _stage2(self) -> dict[str, Any]:
         s = self.p.search
-        status = self.status_of(self.stage1_dir() / "status.json")
-        if status.get("status") != "ok":
-            out = self.layout.search_dir(self.name)
-            out.mkdir(parents=True, exist_ok=True)
-            return self.not_run(status.get("reason", "not run: stage 1 produced no result"), out / "status.json",
-                                self.layout.metrics(f"{self.name}-search"))
+        self.require(self.stage1_dir() / "status.json", "not run: stage 1 produced no result")
         edge_ops, active, prior = self.stage2_plan()
         write_json(self.layout.search_dir(self.name) / "stage2_edges.json",
                    {"edge_ops": edge_ops, "active_group": active, "stage1_group_weight": prior})

@@ -16,16 +16,15 @@ import torch
 from nascore.config import ParamsError, spec, to_dict
 from nascore.controllers.grammar import GrammarError
 from nascore.data.loader import TensorBatches, make_transform
-from nascore.data.prepare import NotRun, load_prepared
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
 from nascore.layout import load_checkpoint, read_json, save_atomically, write_json
-from nascore.methods.base import METHODS, Timer
+from nascore.methods.base import METHODS, Timer, stage
 from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import ControllerMethod, ControllerParams, TrainingParams, publish, seed_of
-from nascore.runtime import autocast_dtype, compile_network, hardware, setup
+from nascore.runtime import autocast_dtype, compile_network, hardware
 from nascore.spaces.chain import ChainArchitecture, ChainGrammar, ChainNet
-from nascore.tracking import configure, start_run
+from nascore.tracking import start_run
 from nascore.train.child import Screening, train_network
 
 
@@ -111,7 +110,7 @@ class VggRlMethod(ControllerMethod):
     # -- data ------------------------------------------------------------------------------------
     def _split(self, dataset: str):
         """Training tensors split into train / validation (search never sees the test set)."""
-        tensors, manifest = load_prepared(self.layout.prepared(dataset))
+        tensors, manifest = self.data(dataset)
         y = tensors["train_y"]
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.params.run.seed))
         n_val = max(1, int(round(len(y) * self.p.search.val_fraction)))
@@ -147,16 +146,13 @@ class VggRlMethod(ControllerMethod):
         self.check_stage(stage)
         return self.controller_search() if stage == "search" else self.generation()
 
+    @stage(lambda self: self.layout.search_dir(self.name) / "status.json",
+           lambda self: self.layout.metrics(f"{self.name}-search"))
     def controller_search(self) -> dict[str, Any]:
-        p, run = self.p.search, self.params.run
+        p = self.p.search
         out, metrics_path = self.layout.search_dir(self.name), self.layout.metrics(f"{self.name}-search")
-        configure(run.tracking_uri)
-        try:
-            tensors, manifest, tr, va = self._split(p.dataset)
-        except NotRun as e:
-            out.mkdir(parents=True, exist_ok=True)
-            return self.not_run(str(e), out / "status.json", metrics_path)
-        device = setup(run)
+        tensors, manifest, tr, va = self._split(p.dataset)
+        device = self.device()
         train, val = self._train_val(tensors, tr, va, p.child, device)
         num_classes = len(tensors["classes"])
         grammar = self.grammar()
@@ -193,16 +189,14 @@ class VggRlMethod(ControllerMethod):
         res["searcher"].finish()
         return metrics
 
+    @stage(lambda self: self.layout.search_dir(self.name, "generation") / "status.json",
+           lambda self: self.layout.metrics(f"{self.name}-generation"))
     def generation(self) -> dict[str, Any]:
         """Survivors of screening trained `generation.train.epochs` and ranked on validation."""
-        g, run = self.p.generation, self.params.run
+        g = self.p.generation
         out, metrics_path = self.layout.search_dir(self.name, "generation"), self.layout.metrics(
             f"{self.name}-generation")
-        configure(run.tracking_uri)
-        status = self.status_of(self.layout.search_dir(self.name) / "status.json")
-        if status.get("status") != "ok":
-            out.mkdir(parents=True, exist_ok=True)
-            return self.not_run(status.get("reason", "not run: no search result"), out / "status.json", metrics_path)
+        self.require(self.layout.search_dir(self.name) / "status.json", "not run: no search result")
         children = read_json(self.layout.search_dir(self.name) / "children.json")["children"]
         best: dict[str, dict[str, Any]] = {}
         for r in children:  # one entry per distinct architecture, its best search reward
@@ -210,7 +204,7 @@ class VggRlMethod(ControllerMethod):
                 best[r["arch_hash"]] = r
         picked = sorted(best.values(), key=lambda r: (-r["reward"], r["child"]))[:g.candidates or None]
         tensors, manifest, tr, va = self._split(self.p.search.dataset)
-        device = setup(run)
+        device = self.device()
         train, val = self._train_val(tensors, tr, va, g.train, device)
         ledger_path = self.layout.checkpoints(self.name) / "generation.json"
         fingerprint = self.params.fingerprint("space", "controller", "search", "generation")
@@ -253,23 +247,18 @@ class VggRlMethod(ControllerMethod):
 
     def _ranking(self) -> list[dict[str, Any]]:
         gdir = self.layout.search_dir(self.name, "generation")
-        status = self.status_of(gdir / "status.json")
-        if status.get("status") != "ok":
-            raise NotRun(status.get("reason", "not run: no generation ranking"))
+        self.require(gdir / "status.json", "not run: no generation ranking")
         return [r for r in read_json(gdir / "ranking.json")["ranking"] if r["status"] == "ok"]
 
+    @stage(lambda self, dataset: self.layout.finetune_dir(self.name, dataset) / "status.json")
     def finetune(self, dataset: str) -> dict[str, Any]:
         """The top k of the ranking trained on the whole training set of `dataset`."""
         f, run = self.p.finetune, self.params.run
         out = self.layout.finetune_dir(self.name, dataset)
         out.mkdir(parents=True, exist_ok=True)
-        configure(run.tracking_uri)
-        try:
-            ranking = self._ranking()[:f.top_k]
-            tensors, manifest = load_prepared(self.layout.prepared(dataset))
-        except NotRun as e:
-            return self.not_run(str(e), out / "status.json")
-        device = setup(run)
+        ranking = self._ranking()[:f.top_k]
+        tensors, manifest = self.data(dataset)
+        device = self.device()
         cp, tp = self.params.data.cifar, f.train
         x = tensors["train_x"] if tp.augment == "seed001" else tensors["train_x32"]
         train = _batches(x, tensors["train_y"], tp, cp, device, run.seed, True)
@@ -307,16 +296,13 @@ class VggRlMethod(ControllerMethod):
         write_json(out / "status.json", status)
         return status
 
+    @stage(lambda self, dataset: self.layout.metrics(f"{self.name}-{dataset}"))
     def evaluate(self, dataset: str) -> dict[str, Any]:
-        run = self.params.run
         metrics_path = self.layout.metrics(f"{self.name}-{dataset}")
         fdir = self.layout.finetune_dir(self.name, dataset)
-        status = self.status_of(fdir / "status.json")
-        if status.get("status") != "ok":
-            return self.not_run(status.get("reason", "not run"), metrics_path)
-        configure(run.tracking_uri)
-        device = setup(run)
-        tensors, manifest = load_prepared(self.layout.prepared(dataset))
+        status = self.require(fdir / "status.json", "not run")
+        device = self.device()
+        tensors, manifest = self.data(dataset)
         cp = self.params.data.cifar
         test = TensorBatches(tensors["test_x"].to(device), tensors["test_y"].to(device), self.p.evaluate.batch_size,
                              make_transform("none", mean=cp.mean, std=cp.std), shuffle=False, seed=0)
