@@ -35,6 +35,25 @@ def parser(doc: str, *, steps: bool = True, runs: bool = True) -> argparse.Argum
     return p
 
 
+def darts_strategy(model: torch.nn.Module, *, order: int, epochs: int = 1, **runtime):
+    """DARTS' search strategy with the paper's numbers from params/darts.yaml (search: lr, momentum,
+    arch_lr, ...) and the bench's own order, epochs and runtime switches (autocast, layout, graphs)."""
+    from nascore.methods import METHODS
+    from nascore.strategies.darts import DifferentiableSearch
+
+    p = METHODS["darts"].from_project(SRC.parents[2], "paper").p.search
+    return DifferentiableSearch(model, epochs=epochs, **{**DifferentiableSearch.hyper_parameters(p), "order": order},
+                                **runtime)
+
+
+def original_optimizers(strategy) -> None:
+    """The original train_search.py's optimizers on the same numbers: torch's default (per-tensor on
+    CPU, foreach on CUDA) SGD and Adam instead of nascore's explicit foreach ones."""
+    w, a = strategy.w_optim.param_groups[0], strategy.a_optim.param_groups[0]
+    strategy.w_optim = torch.optim.SGD(strategy.weights, w["lr"], momentum=w["momentum"], weight_decay=w["weight_decay"])
+    strategy.a_optim = torch.optim.Adam(strategy.alphas, lr=a["lr"], betas=a["betas"], weight_decay=a["weight_decay"])
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

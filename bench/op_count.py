@@ -18,10 +18,10 @@ import json
 
 import torch
 
-from _common import append_lines, device_name, get_device, original_darts_step, parser
+from _common import (append_lines, darts_strategy, device_name, get_device, original_darts_step,
+                     original_optimizers, parser)
 from nascore.ops import MIXED_OPS
 from nascore.perf import OpCounter
-from nascore.strategies.darts import DifferentiableSearch
 from nascore.supernets import DartsSupernet
 
 VARIANTS = {"original": "reference", **{name: name for name in MIXED_OPS.names() if name != "auto"}}
@@ -31,12 +31,9 @@ def count(variant: str, args, device: torch.device) -> dict:
     mixed_op = VARIANTS[variant]
     torch.manual_seed(0)
     model = DartsSupernet(args.C, 10, args.layers, mixed_op=mixed_op).to(device)
-    strategy = DifferentiableSearch(model, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
-                                    epochs=1, arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
-                                    order=args.order)
+    strategy = darts_strategy(model, order=args.order)
     if variant == "original":  # the original code's optimizers: torch's defaults for the device
-        strategy.w_optim = torch.optim.SGD(strategy.weights, 0.025, momentum=0.9, weight_decay=3e-4)
-        strategy.a_optim = torch.optim.Adam(strategy.alphas, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        original_optimizers(strategy)
     g = torch.Generator().manual_seed(1)
     batch = tuple((torch.randn(args.batch, 3, 32, 32, generator=g).to(device),
                    torch.randint(0, 10, (args.batch,), generator=g).to(device)) for _ in range(2))

@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from _common import device_name, emit, get_device, parser
+from _common import darts_strategy, device_name, emit, get_device, parser
 from nascore.data.loader import PairedBatches, TensorBatches, make_transform
-from nascore.strategies.darts import DifferentiableSearch, SearchMonitor
+from nascore.strategies.darts import SearchMonitor
 from nascore.supernets import DartsSupernet
 from nascore.train.loop import Hook, Trainer
 
@@ -84,9 +84,7 @@ def main() -> None:
     val = TensorBatches(x[half:], y[half:], 256, make_transform("none", mean=MEAN, std=STD), shuffle=False, seed=0)
     torch.manual_seed(0)
     model = DartsSupernet(args.C, 10, args.layers, mixed_op=mixed_op).to(device)
-    strategy = DifferentiableSearch(model, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
-                                    epochs=args.epochs, arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
-                                    order=args.order, autocast_dtype=torch.bfloat16 if bf16 else None,
+    strategy = darts_strategy(model, order=args.order, epochs=args.epochs, autocast_dtype=torch.bfloat16 if bf16 else None,
                                     channels_last=channels_last, cuda_graphs=graphs and device.type == "cuda")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -24,9 +24,8 @@ import time
 
 import torch
 
-from _common import device_name, get_device, measure_all, original_darts_step, parser, time_steps
+from _common import darts_strategy, device_name, get_device, measure_all, original_darts_step, parser, time_steps
 from nascore.perf import OpCounter
-from nascore.strategies.darts import DifferentiableSearch
 from nascore.supernets import DartsSupernet
 
 VARIANTS = {  # name: (mixed op, autocast dtype, channels_last, compile (False / True / a mode), original, graphs)
@@ -56,9 +55,7 @@ def measure(variant: str, args, device: torch.device) -> dict:
         model = model.to(memory_format=torch.channels_last)
     if compiled:  # the module keeps its attributes (alphas, genotype); only forward is compiled
         model.forward = torch.compile(model.forward, mode=None if compiled is True else compiled)
-    strategy = DifferentiableSearch(model, lr=0.025, lr_min=0.001, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
-                                    epochs=1, arch_lr=3e-4, arch_betas=(0.5, 0.999), arch_weight_decay=1e-3,
-                                    order=args.order, autocast_dtype=dtype, channels_last=cl, cuda_graphs=graphs)
+    strategy = darts_strategy(model, order=args.order, epochs=1, autocast_dtype=dtype, channels_last=cl, cuda_graphs=graphs)
     g = torch.Generator(device="cpu").manual_seed(1)
     fmt = torch.channels_last if cl else torch.contiguous_format
     batch = tuple((torch.randn(args.batch, 3, 32, 32, generator=g).to(device, memory_format=fmt),

@@ -186,15 +186,21 @@ class DifferentiableSearch:
         alpha_grads = [torch.zeros_like(a) if g is None else g for a, g in zip(self.alphas, grads[:n])]
         return (*alpha_grads, step_metrics(loss, logits, y))
 
+    @staticmethod
+    def hyper_parameters(p) -> dict[str, Any]:
+        """The optimisation numbers of a method's search params `p` as keyword arguments (also what the
+        benchmarks build their strategy from: params/darts.yaml's paper settings)."""
+        return dict(lr=p.lr, lr_min=p.lr_min, momentum=p.momentum, weight_decay=p.weight_decay, grad_clip=p.grad_clip,
+                    arch_lr=p.arch_lr, arch_betas=tuple(p.arch_betas), arch_weight_decay=p.arch_weight_decay,
+                    order=p.order, hvp_eps=p.hvp_eps)
+
     @classmethod
     def from_config(cls, model: nn.Module, p, run, device: torch.device, *, epochs: int, val_batches=None,
                     arch_regulariser: Regulariser | None = None, one_level: bool = False) -> "DifferentiableSearch":
         """Build from a method's search params `p` (nascore.methods.darts.SearchParams) and the run params:
         the one place where params become keyword arguments (every strategy has this signature)."""
-        return cls(model, lr=p.lr, lr_min=p.lr_min, momentum=p.momentum, weight_decay=p.weight_decay,
-                   grad_clip=p.grad_clip, epochs=epochs, arch_lr=p.arch_lr, arch_betas=tuple(p.arch_betas),
-                   arch_weight_decay=p.arch_weight_decay, order=p.order, hvp_eps=p.hvp_eps,
-                   arch_regulariser=arch_regulariser, autocast_dtype=autocast_dtype(run, device),
+        return cls(model, epochs=epochs, **cls.hyper_parameters(p), arch_regulariser=arch_regulariser,
+                   autocast_dtype=autocast_dtype(run, device),
                    one_level=one_level, channels_last=use_channels_last(run, device),
                    cuda_graphs=graphs_wanted(run.cuda_graphs, device), graphs_strict=run.cuda_graphs == "on")
 
