@@ -94,8 +94,25 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
 
     # every method side by side, the papers' rows beside ours
     summary = (root / "reports" / "summary.md").read_text()
-    for m in ("darts", "mldarts", "stacnas", "vgg_rl"):
+    for m in ("darts", "mldarts", "stacnas", "vgg_rl", "random_ws", "enas"):
         assert f"| {m} | **ours** (ci profile, seed 0, n = 1;" in summary and f"| {m} | paper: " in summary
+    assert "| nas_rl | paper, not reproduced here:" in summary
+
+    # seed 003's baselines: the best ranked architecture of each is the one fine-tuned
+    for m in ("random_ws", "enas"):
+        assert metrics[f"{m}-search"]["status"] == "ok" and metrics[f"{m}-cifar10"]["status"] == "ok"
+        ranking = json.loads((root / "runs" / m / "search" / "ranking.json").read_text())
+        assert ranking["architectures"][0]["genotype_hash"] == metrics[f"{m}-cifar10"]["genotype_hash"]
+        assert "## Ranking by the shared weights" in (root / "reports" / f"{m}.md").read_text()
+
+    # DVC plots: every search's curve is declared and renders (dvc plots show --json)
+    shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=root, env=env,
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for m in ("darts", "mldarts", "stacnas", "random_ws", "enas", "vgg_rl", "openset_rl"):
+        assert f"reports/plots/{m}-search.tsv" in shown.stdout, m
+    assert (root / "reports" / "plots" / "darts-search.tsv").read_text().splitlines()[0].split("\t") == \
+        ["epoch", "train_loss", "train_err", "val_err", "entropy"]
     assert "| openset_rl | cifar10_osr (full," in summary
     assert (root / "reports" / "figures" / "summary" / "error_vs_search_cost.png").is_file()
 

@@ -29,6 +29,10 @@ class Layout:
     def metrics(self, name: str) -> Path:
         return self.root / "reports" / "metrics" / f"{name}.json"
 
+    def plot(self, name: str) -> Path:
+        """A curve DVC plots (`dvc plots show` / `diff`): reports/plots/<name>.tsv."""
+        return self.root / "reports" / "plots" / f"{name}.tsv"
+
     def report(self, method: str) -> Path:
         return self.root / "reports" / f"{method}.md"
 
@@ -41,6 +45,17 @@ def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def write_tsv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Atomic TSV write, one row per dict (a missing or None field is empty): what `dvc plots` reads."""
+    def cell(v: Any) -> str:
+        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("\n".join(["\t".join(columns), *("\t".join(cell(r.get(c)) for c in columns) for r in rows)]) + "\n")
     os.replace(tmp, path)
 
 

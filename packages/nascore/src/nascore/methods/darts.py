@@ -18,7 +18,7 @@ from nascore.data.sources import DATASETS
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
 from nascore.genotype import Genotype, load_genotype
-from nascore.layout import load_checkpoint, save_atomically, write_json
+from nascore.layout import load_checkpoint, save_atomically, write_json, write_tsv
 from nascore.methods.base import METHODS, Method, genotype_tags, stage
 from nascore.models import create_model
 from nascore.ops import MIXED_OPS, OPS
@@ -230,6 +230,7 @@ class DartsMethod(Method):
             "epochs": [{k: v for k, v in h.items()
                         if k in ("epoch", "alphas", "val_err", "entropy") or k.startswith(("skips_", "entropy_"))}
                        for h in history]})
+        write_tsv(self.layout.plot(metrics_name), history, ["epoch", "train_loss", "train_err", "val_err", "entropy"])
         last = history[-1]
         status = {"status": "ok", "genotype_hash": ghash, "mlflow_run_id": mlrun.info.run_id}
         write_json(out / "status.json", status)

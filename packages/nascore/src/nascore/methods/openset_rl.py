@@ -22,7 +22,7 @@ from nascore.data.loader import TensorBatches, make_transform
 from nascore.data.prepare import load_prepared
 from nascore.evaluate.complexity import count_params
 from nascore.evaluate.openset import collect, feature_distribution_score, open_set_metrics
-from nascore.layout import load_checkpoint, read_json, save_atomically, write_json
+from nascore.layout import load_checkpoint, read_json, save_atomically, write_json, write_tsv
 from nascore.methods.base import METHODS, Timer, stage
 from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import ControllerMethod, ControllerParams, TrainingParams, publish, seed_of
@@ -188,6 +188,7 @@ class OpensetRlMethod(ControllerMethod):
         k = len(p.known_classes)
         grammar = self.grammar()
         results: dict[str, Any] = {}
+        curves: dict[int, dict[str, Any]] = {}  # iteration -> each variant's mean reward (the plot's rows)
         for v in p.variants:
             fingerprint = self.params.fingerprint("space", "controller", "search") + v.name
 
@@ -220,6 +221,11 @@ class OpensetRlMethod(ControllerMethod):
                                                 "vocab": list(grammar.vocab)})
             if best is not None:
                 write_json(vdir / "architecture.json", best["arch"])
+            for entry in res["searcher"].iteration_log:
+                row = curves.setdefault(entry["iteration"], {"iteration": entry["iteration"]})
+                row[f"reward_mean_{v.name}"] = entry["reward_mean"]
+                if v is p.variants[0]:  # the method itself (the first variant): the curve `dvc plots` draws
+                    row["reward_mean"] = entry["reward_mean"]
             results[v.name] = {**res["summary"], "eta": v.eta, "rho": v.rho, "search_seconds": res["seconds"],
                                "iterations": res["searcher"].iteration, "resumed": res["searcher"].resumed,
                                "mlflow_run_id": res["mlflow_run_id"],
@@ -230,6 +236,8 @@ class OpensetRlMethod(ControllerMethod):
         if not results:  # a worker rank under torchrun
             return {"status": "ok", "worker": True}
         write_json(out / "status.json", {"status": "ok", "variants": list(results)})
+        write_tsv(self.layout.plot(f"{self.name}-search"), [curves[i] for i in sorted(curves)],
+                  ["iteration", "reward_mean", *(f"reward_mean_{v.name}" for v in p.variants)])
         metrics = {"status": "ok", "variants": results, "known_classes": p.known_classes,
                    "children_per_iteration": p.children, "controller": self.p.controller.update,
                    "dataset": manifest["display_name"], "images": {"train": len(tr), "val": len(va)},

@@ -18,7 +18,7 @@ from nascore.controllers.grammar import GrammarError
 from nascore.data.loader import TensorBatches, make_transform
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
-from nascore.layout import load_checkpoint, read_json, save_atomically, write_json
+from nascore.layout import load_checkpoint, read_json, save_atomically, write_json, write_tsv
 from nascore.methods.base import METHODS, Timer, stage
 from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import ControllerMethod, ControllerParams, TrainingParams, publish, seed_of
@@ -179,6 +179,8 @@ class VggRlMethod(ControllerMethod):
         write_json(out / "children.json", {"children": res["records"], "iterations": res["searcher"].iteration_log,
                                            "start": self.p.space.start, "vocab": list(grammar.vocab)})
         write_json(out / "status.json", {"status": "ok", "mlflow_run_id": res["mlflow_run_id"]})
+        write_tsv(self.layout.plot(f"{self.name}-search"), res["searcher"].iteration_log,
+                  ["iteration", "reward_mean", "reward_max", "baseline", "entropy", "failed"])
         metrics = {"status": "ok", **res["summary"], "iterations": res["searcher"].iteration,
                    "children_per_iteration": p.children, "controller": self.p.controller.update,
                    "warm_start_prob": round(res["warm_start"].get("prob") or 0.0, 4),
