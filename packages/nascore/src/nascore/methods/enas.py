@@ -7,13 +7,13 @@ Every number comes from params/enas.yaml."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from nascore.config import ParamsError, spec
 from nascore.methods.base import METHODS
-from nascore.methods.darts import EvaluateParams, FinetuneParams, SupernetParams
-from nascore.methods.random_ws import RandomWSMethod, RankingParams
-from nascore.strategies import STRATEGIES
+from nascore.methods.darts import EvaluateParams, FinetuneParams
+from nascore.methods.random_ws import RandomWSMethod
+from nascore.methods.random_ws import SearchParams as RandomSearchParams
 
 
 @dataclass(frozen=True)
@@ -31,34 +31,15 @@ class ControllerParams:
 
 
 @dataclass(frozen=True)
-class SearchParams:
-    dataset: Literal["cifar10", "cifar100"]
-    strategy: str = spec(doc="enas: a controller samples paths, REINFORCE on shared-weight accuracy")
-    supernet: SupernetParams = spec()
+class SearchParams(RandomSearchParams):
+    """random_ws' search params (strategy: enas; S_val rewards the controller) and the controller's."""
+
     controller: ControllerParams = spec()
-    epochs: int = spec(ge=1)
-    batch_size: int = spec(ge=1)
-    train_portion: float = spec(gt=0.0, lt=1.0, doc="share of the training set for weights; the rest rewards")
-    lr: float = spec(gt=0.0)
-    lr_min: float = spec(ge=0.0)
-    momentum: float = spec(ge=0.0, lt=1.0)
-    weight_decay: float = spec(ge=0.0)
-    grad_clip: float = spec(gt=0.0)
-    augment: Literal["darts", "seed001", "none"] = spec()
-    checkpoint_every_steps: int = spec(ge=0, doc="0: only at epoch ends")
-    ranking: RankingParams = spec()
 
     def validate(self, path: str) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ParamsError(f"{path}.strategy: got {self.strategy!r}; allowed: {', '.join(STRATEGIES.names())}")
-        if self.supernet.mixed_op != "reference":
-            raise ParamsError(f"{path}.supernet.mixed_op: got {self.supernet.mixed_op!r}; a sampled child runs "
-                              f"single ops: use reference")
+        super().validate(path)
         if "none" in self.supernet.primitives:
             raise ParamsError(f"{path}.supernet.primitives: a controller never samples none; leave it out")
-        if self.ranking.finalists > self.ranking.candidates:
-            raise ParamsError(f"{path}.ranking.finalists: got {self.ranking.finalists}; at most "
-                              f"ranking.candidates ({self.ranking.candidates})")
 
 
 @dataclass(frozen=True)
