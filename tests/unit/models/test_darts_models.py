@@ -69,3 +69,21 @@ def test_imagenet_network_forward():
                        num_classes=7, auxiliary=True)
     logits, aux = net(torch.randn(2, 3, 64, 64))
     assert logits.shape == aux.shape == (2, 7)
+
+
+def test_auxiliary_heads_match_the_authors_code():
+    """CIFAR's head has BatchNorm after its 768-channel conv, ImageNet's has not (quark0/darts model.py:
+    commented out there to match the paper's runs); parameters counted as in that code."""
+    from torch import nn
+
+    from nascore.genotype import load_genotype
+    from nascore.models import create_model
+
+    g = load_genotype("darts_v2")
+    for name, classes, final_bn in (("darts_cifar", 10, True), ("darts_imagenet", 1000, False)):
+        head = create_model(name, genotype=g, num_classes=classes, auxiliary=True).auxiliary_head
+        bns = [m for m in head.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert [b.num_features for b in bns] == ([128, 768] if final_bn else [128])
+        c_aux = head.features[0].in_channels
+        expected = c_aux * 128 + 2 * 128 + 128 * 768 * 4 + (2 * 768 if final_bn else 0) + 768 * classes + classes
+        assert sum(p.numel() for p in head.parameters()) == expected

@@ -57,14 +57,16 @@ def drop_path(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 class AuxiliaryHead(nn.Module):
-    """The auxiliary classifier after the 2/3 reduction (input 8x8 on CIFAR, 14x14 on ImageNet)."""
+    """The auxiliary classifier after the 2/3 reduction (input 8x8 on CIFAR, 7x7 on ImageNet). The authors'
+    ImageNet head has no BatchNorm after its 768-channel conv (commented out in their model.py to match the
+    paper's runs): `final_bn=False` there."""
 
-    def __init__(self, C: int, num_classes: int, pool_stride: int) -> None:
+    def __init__(self, C: int, num_classes: int, pool_stride: int, final_bn: bool = True) -> None:
         super().__init__()
         self.pool = nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False)
         self.features = nn.Sequential(
             nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False), *([nn.BatchNorm2d(768)] if final_bn else []), nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(1))
         self.classifier = nn.Linear(768, num_classes)
 
@@ -79,6 +81,7 @@ class _CellNetwork(nn.Module):
     """Stem -> cells (reductions at 1/3, 2/3) -> global pool -> classifier (+ auxiliary head)."""
 
     aux_pool_stride = 3
+    aux_final_bn = True
 
     def __init__(self, genotype: Genotype, C: int, num_classes: int, layers: int,
                  auxiliary: bool, C_stem_out: int, C_curr: int, reduction_prev: bool) -> None:
@@ -104,7 +107,7 @@ class _CellNetwork(nn.Module):
             C_pp, C_p = C_p, built.multiplier * C_curr
             if i == self.aux_index:
                 C_aux = C_p
-        self.auxiliary_head = (AuxiliaryHead(C_aux, num_classes, self.aux_pool_stride)
+        self.auxiliary_head = (AuxiliaryHead(C_aux, num_classes, self.aux_pool_stride, self.aux_final_bn)
                                if auxiliary else None)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_classes)
@@ -143,6 +146,7 @@ class NetworkCIFAR(_CellNetwork):
     """CIFAR evaluation network: 3x3 stem of 3C channels (paper: 20 cells, C=36)."""
 
     aux_pool_stride = 3
+    aux_final_bn = True
 
     def __init__(self, genotype: Genotype, C: int = 36, num_classes: int = 10, layers: int = 20,
                  auxiliary: bool = True, stem_multiplier: int = 3) -> None:
@@ -160,6 +164,7 @@ class NetworkImageNet(_CellNetwork):
     """ImageNet mobile-setting network: two stride-2 stems (x8 reduction), 14 cells, C=48."""
 
     aux_pool_stride = 2
+    aux_final_bn = False  # the authors' AuxiliaryHeadImageNet: no BatchNorm2d(768)
 
     def __init__(self, genotype: Genotype, C: int = 48, num_classes: int = 1000, layers: int = 14,
                  auxiliary: bool = True) -> None:
