@@ -81,3 +81,13 @@ def test_population_parallel_equals_single_process(tmp_path):
     assert got["log"] == s.iteration_log
     ref = s.policy.state_dict()
     assert all(torch.equal(got["policy"][k], ref[k]) for k in ref)
+
+
+def test_screening_counts_distinct_architectures():
+    from nascore.methods.rl_base import children_summary
+
+    kids = [{"arch_hash": "a", "status": "ok", "reward": 0.5}, {"arch_hash": "a", "status": "screened", "reward": 0.1},
+            {"arch_hash": "b", "status": "screened", "reward": 0.2}, {"arch_hash": "b", "status": "screened", "reward": 0.1}]
+    s = children_summary(kids)
+    assert (s["distinct_architectures"], s["screening_passed"], s["screening_pass_rate"]) == (2, 1, 0.5)
+    assert (s["children"], s["children_passed"], s["best_arch_hash"]) == (4, 1, "a")

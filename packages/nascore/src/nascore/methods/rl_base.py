@@ -70,13 +70,15 @@ def seed_of(seed: int, tag: str) -> int:
 
 
 def children_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts by status and the best child."""
-    n = len(records)
-    passed = sum(r["status"] == "ok" for r in records)
+    """Counts by status and the best child. Screening counts distinct architectures, as seed 001's Fig. 8
+    does (a controller samples some strings again): one passes if any of its children passed."""
+    distinct = {r["arch_hash"] for r in records}
+    passed = {r["arch_hash"] for r in records if r["status"] == "ok"}
     best = max(records, key=lambda r: r["reward"]) if records else None
-    return {"children": n, "screening_passed": passed, "screening_pass_rate": round(passed / n, 4) if n else 0.0,
+    return {"children": len(records), "children_passed": sum(r["status"] == "ok" for r in records),
+            "distinct_architectures": len(distinct), "screening_passed": len(passed),
+            "screening_pass_rate": round(len(passed) / len(distinct), 4) if distinct else 0.0,
             "failed": sum(r["status"] == "failed" for r in records),
-            "distinct_architectures": len({r["arch_hash"] for r in records}),
             "best_reward": round(best["reward"], 4) if best else None,
             "best_arch_hash": best["arch_hash"] if best else None}
 

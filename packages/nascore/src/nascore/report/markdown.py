@@ -25,14 +25,17 @@ def _metrics(method, name: str) -> dict[str, Any]:
     return read_json(p) if p.is_file() else {"status": "missing", "reason": f"{p} does not exist"}
 
 
-def _mlflow_runs(experiment: str) -> list[dict[str, Any]]:
-    """The method's runs from the tracking store (MLflow's search API)."""
+def _mlflow_runs(experiment: str, skip_stage: str | None = None) -> list[dict[str, Any]]:
+    """The method's runs from the tracking store (MLflow's search API), latest first; `skip_stage`
+    leaves out a stage's runs in the query itself (e.g. hundreds of search children), so none of the
+    others falls off the end."""
     import mlflow
 
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    df = mlflow.search_runs([exp.experiment_id], order_by=["start_time DESC"], max_results=50,
+    df = mlflow.search_runs([exp.experiment_id], order_by=["start_time DESC"], max_results=200,
+                            filter_string=f"tags.stage != '{skip_stage}'" if skip_stage else "",
                             output_format="pandas")
     rows = []
     for _, r in df.iterrows():
@@ -63,7 +66,7 @@ def write_report(method) -> Path:
                   if "search_seconds_total" in search else "")
         lines += [f"- Profile **{search['profile']}** on {search['hardware']}.",
                   f"- Search: {search.get('optimisation', 'bi-level')}{_order(search)}, "
-                  f"{search['epochs']} epochs on "
+                  f"{_supernet(search)}{search['epochs']} epochs on "
                   f"{search['images']['s_train']} / {search['images']['s_val']} images (S_train / S_val) of "
                   f"{search['dataset']}; {search['search_seconds']} s wall clock{stages}"
                   f"{' (resumed from a checkpoint)' if search.get('resumed') else ''}.",
@@ -127,9 +130,12 @@ def write_report(method) -> Path:
         if any(k.startswith("skips_") for k in history["epochs"][-1]):
             plot_levels(history, fig_dir / "levels.png")
             lines += [f"![skip_connect count and alpha entropy per cell](figures/{name}/levels.png)", ""]
+        # a weight-sharing search has no alphas: its "alphas" are how often its sampler picks each op
+        what = "op frequency among sampled architectures" if search.get("optimisation", "").startswith(
+            "weight sharing") else "alpha evolution"
         for group in sorted(history["epochs"][-1]["alphas"], key=_cell_order):
             plot_alphas(history, group, fig_dir / f"alphas_{group}.png")
-            lines += [f"![alpha evolution, {group}](figures/{name}/alphas_{group}.png)", ""]
+            lines += [f"![{what}, {group}](figures/{name}/alphas_{group}.png)", ""]
         lines += ["## Derived cells", ""]
         for cname, cell in sorted(genotype.cells.items(), key=lambda kv: _cell_order(kv[0])):
             draw_cell(cell, f"{name} {cname} cell ({genotype.canonical_hash()})", fig_dir / f"cell_{cname}.png")
@@ -160,6 +166,12 @@ def _cell_order(name: str) -> tuple[int, str]:
     """Cells in network order: low normal, first reduction, mid, second reduction, high."""
     order = ["normal", "normal_low", "reduce", "reduce_1", "normal_mid", "reduce_2", "normal_high"]
     return (order.index(name) if name in order else len(order), name)
+
+
+def _supernet(search: dict[str, Any]) -> str:
+    """"a supernet of 5 cells, C = 8, " when the search metrics name it (the paper's: 8 cells, C = 16)."""
+    s = search.get("supernet")
+    return f"a supernet of {s['cells']} cells, C = {s['C']}, " if s else ""
 
 
 def _order(search: dict[str, Any]) -> str:

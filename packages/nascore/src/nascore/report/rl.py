@@ -44,13 +44,15 @@ def write_vgg_rl_report(method) -> Path:
     else:
         lines += [f"- Search: {search.get('reason', search.get('status'))}", ""]
 
-    lines += ["## Screening (sec. 2.3, Fig. 8)", "", "| source | children | passed | pass rate | rule |",
+    lines += ["## Screening (sec. 2.3, Fig. 8)", "",
+              "| source | distinct architectures (children) | passed | pass rate | rule |",
               "|---|---|---|---|---|",
               f"| paper: Fig. 8 | not given | not given | {_fmt(100 * paper.get('screening_pass_rate', 0), 0)}% | "
               "60% validation accuracy within 20 epochs |"]
     if search.get("status") == "ok":
         sc = method.p.search.screening
-        lines.append(f"| ours: {search['profile']} profile | {search['children']} | {search['screening_passed']} | "
+        lines.append(f"| ours: {search['profile']} profile | {search['distinct_architectures']} "
+                     f"({search['children']}) | {search['screening_passed']} | "
                      f"{_fmt(100 * search['screening_pass_rate'], 0)}% | {100 * sc.min_val_acc:.0f}% validation "
                      f"accuracy at epoch {sc.epoch} |")
     lines += ["", "Our rule comes from params (the quick profile lowers it to what a few epochs on a small subset can "
@@ -93,7 +95,7 @@ def write_vgg_rl_report(method) -> Path:
 
 def _runs_table(name: str) -> list[str]:
     """The method's stage runs in MLflow (child runs of the search left out)."""
-    runs = [r for r in _mlflow_runs(name) if r["stage"] != "search-child"][:12]
+    runs = _mlflow_runs(name, skip_stage="search-child")  # every search (one per variant), fine-tune and evaluate
     if not runs:
         return []
     return ["## MLflow runs (latest first)", "", "| run | stage | dataset | status |", "|---|---|---|---|",
