@@ -77,6 +77,20 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
     art = mlflow.artifacts.download_artifacts(f"runs:/{search[0].info.run_id}/genotype.json")
     assert json.loads(Path(art).read_text())["schema"] == "nascore.genotype/1"
 
+    # one MLflow schema: every method's evaluate runs carry the same headline metrics, tags and params
+    from nascore.tracking.schema import HEADLINE, check_run
+    evaluated = set()
+    for exp in mlflow.search_experiments():
+        for r in mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string="tags.stage = 'evaluate'",
+                                    output_format="list"):
+            missing = check_run(r.data.metrics, r.data.tags)
+            assert not missing, f"{exp.name} {r.info.run_name}: {missing}"
+            assert r.data.tags["method"] == exp.name and r.data.params.get("profile") == "ci"
+            evaluated.add(exp.name)
+    assert evaluated == {"darts", "mldarts", "stacnas", "random_ws", "enas", "vgg_rl", "openset_rl"}, evaluated
+    assert set(HEADLINE) <= set(mlflow.search_runs(experiment_names=["vgg_rl"], filter_string="tags.stage = 'evaluate'",
+                                                   output_format="list")[0].data.metrics)
+
     # vgg_rl: controller search -> generation -> fine-tune -> evaluate, report with Tables 3 and 4
     assert metrics["vgg_rl-search"]["status"] == "ok" and metrics["vgg_rl-generation"]["status"] == "ok"
     assert metrics["vgg_rl-cifar10"]["status"] == "ok" and metrics["vgg_rl-cifar100"]["status"] == "not run"

@@ -98,7 +98,10 @@ def open_set_metrics(known: dict[str, torch.Tensor], unknown: dict[str, torch.Te
                      centers: torch.Tensor) -> dict[str, Any]:
     """Closed-set accuracy on known, and AUROC / OSCR of every registered score."""
     correct = known["logits"].argmax(1) == known["labels"]
-    metrics: dict[str, Any] = {"closed_acc": float(correct.double().mean())}
+    k = min(5, known["logits"].shape[1])
+    top5 = (known["logits"].topk(k, dim=1).indices == known["labels"][:, None]).any(1)
+    metrics: dict[str, Any] = {"closed_acc": float(correct.double().mean()),
+                               "closed_top5_acc": float(top5.double().mean())}
     for name in SCORES:
         fn = SCORES[name]
         sk = fn(known["logits"], known["features"], centers)

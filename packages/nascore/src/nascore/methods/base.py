@@ -96,6 +96,15 @@ class Method:
             raise NotRun(status.get("reason", missing))
         return status
 
+    def search_cost_s(self) -> float | None:
+        """Wall-clock seconds of this method's whole search, from its search metrics (every search stage,
+        and a generation stage where the method has one)."""
+        from nascore.report.summary import search_cost_s
+
+        names = (f"{self.name}-search", f"{self.name}-generation")
+        return search_cost_s({n: read_json(self.layout.metrics(n)) for n in names
+                              if self.layout.metrics(n).is_file()}, self.name)
+
     def device(self):
         """The run's device, after seeding and setting threads and determinism from the run params:
         a body calls it once, before it draws anything random."""

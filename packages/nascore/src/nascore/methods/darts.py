@@ -27,6 +27,7 @@ from nascore.spaces.darts import CellSpace
 from nascore.strategies import STRATEGIES
 from nascore.supernets import SUPERNETS
 from nascore.tracking import MLflowHook, log_genotype, start_run
+from nascore.tracking.schema import headline
 from nascore.train import CheckpointHook, Hook, Trainer
 from nascore.train.graphs import graphs_wanted
 from nascore.train.tasks import SupervisedTask
@@ -236,6 +237,7 @@ class DartsMethod(Method):
         write_json(out / "status.json", status)
         metrics = {"status": "ok", "genotype_hash": ghash, "train_err": round(last["train_err"], 4),
                    "train_loss": round(last["train_loss"], 6), "epochs": epochs, **strategy.describe(),
+                   "supernet": {"cells": model.layers, "C": model.C},
                    "search_seconds": round(ckpt.elapsed_s(), 1), "resumed": ckpt.resumed_from is not None,
                    "dataset": manifest["display_name"], "images": {"s_train": len(tr), "s_val": len(va)},
                    "profile": self.params.profile, "hardware": hardware()}
@@ -368,11 +370,16 @@ class DartsMethod(Method):
         import mlflow
         with start_run(self.name, "finetune", run_id=status["mlflow_run_id"]):
             with start_run(self.name, f"evaluate-{dataset}", nested=True,
+                           params={"profile": self.params.profile, "evaluate": to_dict(self.p.evaluate),
+                                   "seed": run.seed},
                            tags={**genotype_tags(genotype, stage="evaluate", dataset=manifest["display_name"],
                                                  finetune_run_id=status["mlflow_run_id"], seed=run.seed,
                                                  profile=self.params.profile),
                                  **self.run_tags()}):
-                mlflow.log_metrics({k: metrics[k] for k in ("top1_err", "top5_err", "params_m", "macs_m")})
+                mlflow.log_metrics(headline(top1_err=metrics["top1_err"], top5_err=metrics["top5_err"],
+                                            params_m=metrics["params_m"], macs_m=metrics["macs_m"],
+                                            search_cost_s=self.search_cost_s(),
+                                            train_cost_s=status.get("train_seconds"), train_epochs=status["epochs"]))
             mlflow.log_metrics({f"test_{k}": metrics[k] for k in ("top1_err", "top5_err")})
         write_json(metrics_path, metrics)
         return metrics

@@ -20,7 +20,7 @@ import torch
 from nascore.config import ParamsError, spec, to_dict
 from nascore.data.loader import TensorBatches, make_transform
 from nascore.data.prepare import load_prepared
-from nascore.evaluate.complexity import count_params
+from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.openset import collect, feature_distribution_score, open_set_metrics
 from nascore.layout import load_checkpoint, read_json, save_atomically, write_json, write_tsv
 from nascore.methods.base import METHODS, Timer, stage
@@ -29,6 +29,7 @@ from nascore.methods.rl_base import ControllerMethod, ControllerParams, Training
 from nascore.runtime import autocast_dtype, compile_network, hardware
 from nascore.spaces.block import BLOCK_OPS, BlockArchitecture, BlockGrammar, BlockNet
 from nascore.tracking import start_run
+from nascore.tracking.schema import headline as schema_headline
 from nascore.train.center_loss import CenterLoss, CenterLossTask
 from nascore.train.child import train_network
 
@@ -320,8 +321,11 @@ class OpensetRlMethod(ControllerMethod):
         per_variant: dict[str, list[dict[str, Any]]] = {}
         import mlflow
 
-        with start_run(self.name, f"evaluate-{dataset}", tags={"stage": "evaluate", "dataset": dataset,
-                                                               "profile": self.params.profile}):
+        with start_run(self.name, f"evaluate-{dataset}",
+                       params={"profile": self.params.profile, "evaluate": to_dict(self.p.evaluate),
+                               "seed": self.params.run.seed},
+                       tags={"stage": "evaluate", "dataset": dataset, "profile": self.params.profile,
+                             "seed": str(self.params.run.seed)}) as mlrun:
             for m in status["models"]:
                 if m.get("status") != "ok":
                     per_variant.setdefault(m["variant"], [])
@@ -336,16 +340,17 @@ class OpensetRlMethod(ControllerMethod):
                 unknown = collect(model, self._batches(ux, uy, tp, device, False))
                 met = open_set_metrics(known, unknown, saved["centers"].to(device))
                 met.update(split=m["split"], known_images=len(ky), unknown_images=len(uy),
-                           params_m=round(count_params(model) / 1e6, 4))
+                           params_m=round(count_params(model) / 1e6, 4),
+                           macs_m=round(count_macs(model, tuple(kx.shape[1:])) / 1e6, 2))
                 per_variant.setdefault(m["variant"], []).append(met)
-                mlflow.log_metrics({f"{m['variant']}_split{m['split']}_{k}": v for k, v in met.items()
+                mlflow.log_metrics({f"openset_{m['variant']}_split{m['split']}_{k}": v for k, v in met.items()
                                     if k.startswith(("auroc", "oscr", "closed"))})
         summary = {}
         for name, rows in per_variant.items():
             if not rows:
                 summary[name] = {"status": "not run", "reason": "the search found no child"}
                 continue
-            agg = {"status": "ok", "splits": len(rows), "params_m": rows[0]["params_m"]}
+            agg = {"status": "ok", "splits": len(rows), "params_m": rows[0]["params_m"], "macs_m": rows[0]["macs_m"]}
             for k in rows[0]:
                 if k.startswith(("auroc", "oscr", "closed")):
                     vals = torch.tensor([r[k] for r in rows], dtype=torch.double)
@@ -356,6 +361,14 @@ class OpensetRlMethod(ControllerMethod):
         head = self.p.search.variants[0].name  # the method as params define it; the rest are ablations
         headline = {k: v for k, v in summary.get(head, {}).items()
                     if k.startswith(("auroc", "oscr", "closed")) and not k.endswith("_std")}
+        h = summary.get(head, {})
+        if h.get("status") == "ok":  # the schema's headline: the closed-set errors of the method's own variant
+            with start_run(self.name, f"evaluate-{dataset}", run_id=mlrun.info.run_id):
+                mlflow.log_metrics(schema_headline(
+                    top1_err=100 * (1 - h["closed_acc"]), top5_err=100 * (1 - h["closed_top5_acc"]),
+                    params_m=h["params_m"], macs_m=h["macs_m"], search_cost_s=self.search_cost_s(),
+                    train_cost_s=status.get("train_seconds"), train_epochs=status["epochs"]))
+                mlflow.log_metrics({f"openset_{k}": v for k, v in headline.items()})
         metrics = {"status": "ok", "protocol": dataset, "headline_variant": head, **headline,
                    "variants": summary, "epochs": status["epochs"],
                    "known_dataset": known_manifest["display_name"], "profile": self.params.profile,

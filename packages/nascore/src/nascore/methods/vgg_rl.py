@@ -25,6 +25,7 @@ from nascore.methods.rl_base import ControllerMethod, ControllerParams, Training
 from nascore.runtime import autocast_dtype, compile_network, hardware
 from nascore.spaces.chain import ChainArchitecture, ChainGrammar, ChainNet
 from nascore.tracking import start_run
+from nascore.tracking.schema import headline
 from nascore.train.child import Screening, train_network
 
 
@@ -311,9 +312,11 @@ class VggRlMethod(ControllerMethod):
         rows = []
         import mlflow
 
-        with start_run(self.name, f"evaluate-{dataset}", tags={"stage": "evaluate", "dataset": manifest["display_name"],
-                                                               "profile": self.params.profile,
-                                                               "finetune_run_id": status["mlflow_run_id"]}):
+        with start_run(self.name, f"evaluate-{dataset}",
+                       params={"profile": self.params.profile, "evaluate": to_dict(self.p.evaluate),
+                               "seed": self.params.run.seed},
+                       tags={"stage": "evaluate", "dataset": manifest["display_name"], "profile": self.params.profile,
+                             "seed": str(self.params.run.seed), "finetune_run_id": status["mlflow_run_id"]}):
             for m in status["models"]:
                 if m["status"] != "ok":
                     rows.append({"rank": m["rank"], "arch_hash": m["arch_hash"], "status": m["status"],
@@ -331,6 +334,13 @@ class VggRlMethod(ControllerMethod):
                 rows.append(row)
                 mlflow.log_metrics({f"rank{m['rank']}_top1_err": row["top1_err"],
                                     f"rank{m['rank']}_top5_err": row["top5_err"]})
+            ok = [r for r in rows if r["status"] == "ok"]
+            if ok:  # the headline: the network the generation stage ranked first
+                mlflow.set_tag("arch_hash", ok[0]["arch_hash"])
+                mlflow.log_metrics(headline(top1_err=ok[0]["top1_err"], top5_err=ok[0]["top5_err"],
+                                            params_m=ok[0]["params_m"], macs_m=ok[0]["macs_m"],
+                                            search_cost_s=self.search_cost_s(),
+                                            train_cost_s=status.get("train_seconds"), train_epochs=status["epochs"]))
         ok = [r for r in rows if r["status"] == "ok"]
         if not ok:
             return self.not_run("not run: every fine-tuned network failed", metrics_path)

@@ -84,7 +84,7 @@ class DartsSupernet(nn.Module):
         if layers < 3:
             raise ValueError(f"a DARTS supernet needs >= 3 layers (two reductions), got {layers}")
         self.space = space or CellSpace()
-        self.layers, self.num_classes = layers, num_classes
+        self.C, self.layers, self.num_classes = C, layers, num_classes
         edge_ops = dict(edge_ops or {})
         for key, ops in edge_ops.items():
             self._check_edge_ops(key, ops)

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from nascore.config import flatten
 from nascore.genotype import Genotype
+from nascore.tracking.schema import default_tags
 from nascore.train.loop import Hook, Trainer
 
 DEFAULT_URI = "sqlite:///mlflow/mlflow.db"
@@ -82,8 +83,7 @@ def start_run(experiment: str, run_name: str, *, tags: dict[str, str] | None = N
     kwargs = {"run_id": run_id} if run_id else {"run_name": run_name, "experiment_id": exp}
     run = mlflow.start_run(nested=nested, **kwargs)
     try:
-        if tags:
-            mlflow.set_tags(tags)
+        mlflow.set_tags({**default_tags(experiment), **(tags or {})})
         if params and not run_id:
             flat = {k: (v if v is not None else "null") for k, v in flatten(params).items()}
             items = list(flat.items())
