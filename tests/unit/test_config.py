@@ -80,3 +80,23 @@ def test_every_params_file_has_unique_keys():
 
     for path in sorted((REPO / "params").glob("*.yaml")):
         assert isinstance(read_yaml(path), dict), path
+
+
+def test_a_base_value_a_profile_overrides_is_named_with_the_key_to_change(project, capsys):
+    """`dvc exp run -S params/darts.yaml:search.epochs=8` under the quick profile would run 4 epochs silently:
+    the change is named, with the profile key that wins and how to set it."""
+    import subprocess
+
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "params"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "params"], cwd=project, check=True)
+    set_yaml(project / "params" / "darts.yaml", "search.epochs", 8)
+    set_yaml(project / "params" / "darts.yaml", "evaluate.batch_size", 64)  # no profile overrides it: no word
+    p = METHODS["darts"].from_project(project, "quick").p
+    err = capsys.readouterr().err
+    assert p.search.epochs == 4
+    assert ("params/darts.yaml: search.epochs = 8 (committed: 50) has no effect: params/profiles.yaml: "
+            "quick.darts.search.epochs = 4 overrides it; change that key instead "
+            "(dvc exp run -S params/profiles.yaml:quick.darts.search.epochs=...)") in err
+    assert "batch_size" not in err

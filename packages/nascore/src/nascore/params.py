@@ -8,11 +8,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from nascore.config import ParamsError, deep_merge, from_dict, read_yaml, to_dict
+import yaml
+
+from nascore.config import ParamsError, deep_merge, flatten, from_dict, read_yaml, to_dict
 from nascore.data.params import DataParams
 from nascore.runtime import RunParams
 
@@ -71,21 +75,44 @@ def load_params(root: Path, method: str | None = None, profile: str | None = Non
         raise ParamsError(f"params/profiles.yaml: {profile}.{bad[0]}: unknown section; allowed: "
                           f"{', '.join(sorted(sections))}")
     data_file = read_yaml(pdir / "data.yaml")
-    run = _validated(RunParams, run_file.get("run") or {}, over.get("run"), "params/run.yaml", "run", profile)
+    run = _validated(RunParams, run_file.get("run") or {}, over.get("run"), "params/run.yaml", "run", profile, root)
     data = _validated(DataParams, data_file.get("data") or {}, over.get("data"), "params/data.yaml", "data",
-                      profile)
+                      profile, root)
     method_params = None
     if method is not None:
         method_params = _validated(params_cls, read_yaml(pdir / f"{method}.yaml"),
-                                   over.get(method), f"params/{method}.yaml", "", profile)
+                                   over.get(method), f"params/{method}.yaml", "", profile, root)
     return Params(profile, run, data, method_params, method or "")
 
 
-def _validated(cls, base: dict, override: dict | None, file: str, section: str, profile: str):
+def _validated(cls, base: dict, override: dict | None, file: str, section: str, profile: str,
+               root: Path | None = None):
     """Validate the base file on its own (a bad value must not hide behind a profile that
     overrides it), then the merged result; errors then point at the profile's key."""
     obj = from_dict(cls, base, f"{file}: {section}" if section else f"{file}: ")
     if not override:
         return obj
     top = section or Path(file).stem
+    if root is not None:  # run.yaml and data.yaml hold a section; a method's file is all its section
+        wrap = (lambda d: {section: d}) if section else (lambda d: d)
+        for line in shadowed(root, file, wrap(base), wrap(override), f"{profile}." if section else f"{profile}.{top}."):
+            print(f"[nascore] warning: {line}", file=sys.stderr)
     return from_dict(cls, deep_merge(base, override), f"params/profiles.yaml: {profile}.{top}")
+
+
+def shadowed(root: Path, file: str, base: dict, override: dict, prefix: str) -> list[str]:
+    """Base-file values changed in the workspace (e.g. by `dvc exp run -S params/darts.yaml:...`) that the
+    active profile overrides, so the change has no effect: one line each, naming both keys and the fix.
+    Compared with the committed file (git HEAD); without git, nothing is reported. `prefix`: where the
+    override sits in params/profiles.yaml (e.g. "quick.darts." for params/darts.yaml)."""
+    try:
+        shown = subprocess.run(["git", "show", f"HEAD:{file}"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if shown.returncode != 0:
+        return []
+    committed, now, over = flatten(yaml.safe_load(shown.stdout) or {}), flatten(base), flatten(override)
+    return [f"{file}: {k} = {now[k]!r} (committed: {committed[k]!r}) has no effect: params/profiles.yaml: "
+            f"{prefix}{k} = {over[k]!r} overrides it; change that key instead "
+            f"(dvc exp run -S params/profiles.yaml:{prefix}{k}=...)"
+            for k in sorted(over) if k in now and k in committed and now[k] != committed[k]]
