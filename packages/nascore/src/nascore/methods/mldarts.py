@@ -59,7 +59,7 @@ class MldartsMethod(DartsMethod):
         ours: dict[tuple[str, str], list[float]] = {}
         for r in runs:
             key = (r.data.tags.get("gamma", "?"), r.data.tags.get("profile", "?"))
-            ours.setdefault(key, []).append(r.data.metrics["top1_err"])
+            ours.setdefault(key, []).append(r.data.metrics["test_top1_err"])  # the schema's headline name
         gammas = sorted({*study.get("test_err", {}), *(g for g, _ in ours)}, key=lambda g: float(g) if g != "?" else 1e9)
         lines = ["## Entropy weight study (paper Tab. 1)", "",
                  f"Paper: mean test error of {study.get('runs_per_gamma', '?')} full search + evaluation runs per "
