@@ -54,3 +54,15 @@ def test_one_methods_override_reruns_only_its_stages(tmp_path):
     _set(root / "params" / "profiles.yaml", "quick.darts.search.epochs", 3)
     darts = _changed_params(root) - changed
     assert {"search@darts", "finetune@darts-cifar10"} <= darts and all(s.split("@")[1].startswith("darts") for s in darts), darts
+
+
+def test_code_hashes_leave_out_compiled_python():
+    """dvc.lock hashes the package's folders: compiled files (whoever ran the code, with whichever Python)
+    must not count, or every checkout's lock differs and a fresh clone sees every code dependency changed."""
+    from dvc.repo import Repo
+
+    ignore = Repo(str(REPO)).dvcignore
+    pkg = REPO / "packages" / "nascore" / "src" / "nascore"
+    assert ignore.is_ignored_file(str(pkg / "data" / "__pycache__" / "loader.cpython-311.pyc"))
+    assert ignore.is_ignored_file(str(pkg / "stray.pyc"))
+    assert not ignore.is_ignored_file(str(pkg / "data" / "loader.py"))
