@@ -157,4 +157,4 @@ def test_failed_prepare_leaves_previous_output_untouched(tmp_path, monkeypatch):
     with pytest.raises(DataError):
         prepare("cifar10", DataParams(), proj, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert [p.name for p in out.parent.iterdir()] == ["cifar10"]  # no temp folder left behind
+    assert sorted(p.name for p in out.parent.iterdir()) == [".cifar10.lock", "cifar10"]  # no temp folder left

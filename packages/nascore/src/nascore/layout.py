@@ -13,6 +13,8 @@ class Layout:
     root: Path
 
     def prepared(self, dataset: str) -> Path:
+        """A dataset's prepared tensors and manifest: what prepare writes and every stage reads (the one
+        place this path is named; dvc.yaml's prepare outs say the same)."""
         return self.root / "data" / "prepared" / dataset
 
     def search_dir(self, method: str, stage: str = "search") -> Path:

@@ -56,7 +56,10 @@ class PairedBatches:
         return len(self.train)
 
     def epoch(self, epoch: int, start: int = 0):
-        val_iter = self.val.epoch(epoch, start % max(len(self.val), 1))
+        # the val side restarts (in a second order) each time it runs out before the train side; resuming
+        # at `start` continues that pass where it was, so a resumed epoch pairs the same batches
+        passes, at = divmod(start, max(len(self.val), 1))
+        val_iter = self.val.epoch(epoch if passes == 0 else epoch + 1_000, at)
         for t in self.train.epoch(epoch, start):
             try:
                 v = next(val_iter)

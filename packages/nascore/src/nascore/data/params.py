@@ -40,7 +40,6 @@ class DataParams:
 
     root: str | None = spec(None, doc="explicit data root; $NASREPRO_DATA also honoured")
     allow_download: bool = False
-    prepared_dir: str = "data/prepared"
     train_per_class: int | None = spec(None, ge=1, doc="subset: images per class (null = all)")
     test_per_class: int | None = spec(None, ge=1)
     max_prepared_gb: float = spec(24.0, gt=0, doc="refuse to materialise more than this")

@@ -1,11 +1,12 @@
-"""The `prepare` stage: decode once, write uint8 tensors + a manifest, atomically."""
+"""The `prepare` stage: decode once, write uint8 tensors + a manifest, atomically and durably."""
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import torch.nn.functional as F
 from nascore.data.params import CifarPrep, DataParams, ImagenetPrep
 from nascore.data.sources import (DATASETS, DataError, DataNotFound, RawDataset, iter_classes, labelled_roots, locate,
                                   read, search_roots)
+from nascore.faults import maybe_kill
+from nascore.lock import alive, hold
 
 MANIFEST = "manifest.json"
 TENSORS = "tensors.pt"
@@ -84,24 +87,75 @@ def _shown(path: Path, project_root: Path, explicit_root: str | None = None) -> 
     return f"<outside the repo>/{path.name}"
 
 
-def _write_atomically(out_dir: Path, files: dict[str, Any]) -> None:
-    """Write into a sibling temp folder, then swap it in: a killed run leaves the old output."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+def _writing(pid: int) -> bool:
+    """Whether process `pid` may still be writing its temp folder (this process is not: it calls `recover`
+    before it writes)."""
+    return pid != os.getpid() and alive(pid)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        for name, content in files.items():
-            if isinstance(content, (bytes, bytearray)):
-                (tmp / name).write_bytes(content)
-            elif isinstance(content, str):
-                (tmp / name).write_text(content)
-            else:
-                torch.save(content, tmp / name)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def recover(out_dir: Path) -> None:
+    """Undo what a killed prepare left beside `out_dir` (dead PIDs only; a live prepare is left alone):
+    put `.<name>.old-<pid>` back if `out_dir` is missing (it was the complete old folder), otherwise
+    delete it, and delete every `.<name>.tmp-<pid>`."""
+    if not out_dir.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.(old|tmp)-(\d+)")
+    stale = sorted((m.group(1), path) for path in out_dir.parent.iterdir()
+                   if (m := pattern.fullmatch(path.name)) and not _writing(int(m.group(2))))
+    for kind, path in stale:  # "old" before "tmp"
+        if kind == "old" and not out_dir.exists():
+            path.rename(out_dir)
+        else:
+            shutil.rmtree(path)
+
+
+def _write_atomically(out_dir: Path, manifest: str, tensors: bytes | None = None) -> None:
+    """Write into `.<name>.tmp-<pid>` beside `out_dir` (tensors first, the manifest last), then swap
+    it in: at every instant `out_dir` is the whole old folder or the whole new one, or, killed
+    between the two renames, absent with the old one in `.<name>.old-<pid>` for `recover`."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with hold(out_dir.with_name(f".{out_dir.name}.lock"), f"prepare of {out_dir}"):  # one writer at a time
+        _swap_in(out_dir, manifest, tensors)
+
+
+def _swap_in(out_dir: Path, manifest: str, tensors: bytes | None) -> None:
+    """The write and the two renames of `_write_atomically`, under its lock."""
+    recover(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    try:
+        tmp.mkdir()  # modes from the umask, like any folder the user makes (not mkdtemp's 0700)
+        if tensors is not None:
+            _write_synced(tmp / TENSORS, tensors)
+            maybe_kill("prepare-manifest")
+        _write_synced(tmp / MANIFEST, manifest.encode())  # last: a manifest never exists without its tensors
+        _fsync_dir(tmp)
         if out_dir.exists():
-            shutil.rmtree(out_dir)
+            out_dir.rename(old)
+            maybe_kill("prepare-swap")
         tmp.rename(out_dir)
+        _fsync_dir(out_dir.parent)
     except BaseException:
+        if old.exists() and not out_dir.exists():
+            old.rename(out_dir)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare(name: str, params: DataParams, project_root: Path, out_dir: Path) -> dict[str, Any]:
@@ -113,7 +167,7 @@ def prepare(name: str, params: DataParams, project_root: Path, out_dir: Path) ->
         roots = ", ".join(_shown(r, project_root, params.root) for r in search_roots(params.root, project_root))
         manifest = {"schema": SCHEMA, "dataset": name, "status": "not run",
                     "reason": f"not run: no {info.display_name} data at {roots}"}
-        _write_atomically(out_dir, {MANIFEST: json.dumps(manifest, indent=2) + "\n"})
+        _write_atomically(out_dir, json.dumps(manifest, indent=2) + "\n")
         return manifest
     raw = read(name, located, (params.train_per_class, params.test_per_class))
     if not raw.train.images or not raw.test.images:
@@ -139,8 +193,7 @@ def prepare(name: str, params: DataParams, project_root: Path, out_dir: Path) ->
         "schema": SCHEMA, "dataset": name, "status": "ok", "display_name": raw.display_name,
         "source": {"kind": raw.kind, "path": _shown(Path(raw.source), project_root, params.root)},
         "classes": names,
-        "counts": {split: {names[c] if c < len(names) else str(c): n
-                           for c, n in iter_classes(getattr(raw, split).labels)}
+        "counts": {split: {names[c]: n for c, n in iter_classes(getattr(raw, split).labels)}
                    for split in ("train", "test")},
         "shapes": {k: list(v.shape) for k, v in tensors.items() if isinstance(v, torch.Tensor)},
         "preprocessing": {"family": info.family, **prep.__dict__},
@@ -149,12 +202,15 @@ def prepare(name: str, params: DataParams, project_root: Path, out_dir: Path) ->
     }
     if "mean_rgb" in tensors:
         manifest["mean_rgb"] = tensors["mean_rgb"].tolist()
-    _write_atomically(out_dir, {TENSORS: blob, MANIFEST: json.dumps(manifest, indent=2) + "\n"})
+    _write_atomically(out_dir, json.dumps(manifest, indent=2) + "\n", blob)
     return manifest
 
 
 def read_manifest(prepared: Path) -> dict[str, Any]:
+    """A prepared folder's manifest, after putting back the folder a killed prepare had moved aside."""
     path = prepared / MANIFEST
+    if not path.is_file():
+        recover(prepared)
     if not path.is_file():
         raise DataError(f"{path} is missing: run the prepare stage first (dvc repro prepare)")
     return json.loads(path.read_text())

@@ -1,8 +1,10 @@
 """Finding and reading datasets: CIFAR pickles, ImageFolder trees, archives, ImageNet folders.
 
-Lookup order (SPEC "Data"): an explicit root (params `data.root` or $NASREPRO_DATA),
-`data/raw/`, `../shared/data/`, then a torchvision download where one exists and is allowed.
-When nothing is found, DataNotFound says every place that was tried and how to provide data.
+Lookup order (SPEC "Data"): an explicit root (params `data.root` or $NASREPRO_DATA; one that is
+not a folder is an error, never skipped), `data/raw/`, `../shared/data/`, then a torchvision download
+where one exists and is allowed. When nothing is found, DataNotFound says every place that was tried
+and how to provide data. What is read is checked here, at the edge: a DataError names the file, what
+is wrong and how to fix it.
 """
 from __future__ import annotations
 
@@ -123,11 +125,25 @@ def labelled_roots(explicit: str | None, project_root: Path) -> list[tuple[Path,
     every checkout and machine (data.root as written, $NASREPRO_DATA, data/raw, ../shared/data)."""
     roots = []
     env = os.environ.get("NASREPRO_DATA")
-    for r, label in ((explicit, explicit), (env, "$NASREPRO_DATA")):
+    for r, label, is_env in ((explicit, explicit, False), (env, "$NASREPRO_DATA", True)):
         if r:
-            roots.append((Path(r).expanduser(), label))
+            root = Path(r).expanduser()
+            if not root.is_dir():
+                raise _missing_root(r, root, is_env)
+            roots.append((root, label))
     return roots + [(project_root / "data" / "raw", "data/raw"),
                     (project_root.parent / "shared" / "data", "../shared/data")]
+
+
+def _missing_root(given: str, root: Path, is_env: bool) -> DataError:
+    """An explicit root that is not a folder: an error, never a silent fall back to the other roots."""
+    what = "does not exist" if not root.exists() else "is not a folder"
+    if is_env:
+        return DataError(f"$NASREPRO_DATA is '{given}', which {what} ({root.resolve()}); point it at the folder "
+                         "that holds the dataset, or unset it to search data/raw/ and ../shared/data/")
+    return DataError(f"data.root (params/data.yaml, or the profile's data section in params/profiles.yaml) is "
+                     f"'{given}', which {what} ({root.resolve()}); point it at the folder that holds the "
+                     "dataset, or set data.root: null to search data/raw/ and ../shared/data/")
 
 
 def search_roots(explicit: str | None, project_root: Path) -> list[Path]:
@@ -192,22 +208,53 @@ def _cifar_batches(name: str) -> tuple[list[str], str, str, str]:
     return ["train"], "test", "fine_labels", "meta"
 
 
+def _checked_batch(d: dict, key: str, num_classes: int, where: str, display: str) -> tuple[np.ndarray, list]:
+    """A batch's (data, labels), checked: uint8 rows of 3072 pixels (3x32x32), one integer label in
+    [0, num_classes) per row. Anything else is refused here, before it reaches a loss as an index."""
+    fix = f"replace it with a fresh copy of {display} (the python version)"
+    if not isinstance(d, dict) or "data" not in d or key not in d:
+        raise DataError(f"{where} is not a CIFAR batch (a dict with 'data' and '{key}'); {fix}")
+    try:
+        data, ys = np.asarray(d["data"]), list(d[key])
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{where}: 'data' is not an array of rows or '{key}' not a list ({e}); {fix}") from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{where}: 'data' is {data.dtype} of shape {data.shape}, expected uint8 rows of "
+                        f"3072 pixels (3x32x32); {fix}")
+    if len(data) != len(ys):
+        raise DataError(f"{where}: {len(data)} image rows but {len(ys)} labels in '{key}', expected one label "
+                        f"per row; {fix}")
+    labels = np.asarray(ys)
+    if ys and labels.dtype.kind not in "iu":
+        row = next((i for i, y in enumerate(ys) if isinstance(y, bool) or not isinstance(y, (int, np.integer))), 0)
+        raise DataError(f"{where}: label {ys[row]!r} at row {row} is not an integer; labels in '{key}' are "
+                        f"integers in [0, {num_classes}); {fix}")
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        raise DataError(f"{where}: label {ys[bad[0]]} at row {bad[0]} ({len(bad)} such rows) is outside "
+                        f"[0, {num_classes}) (the {num_classes} classes named by its meta file); {fix}")
+    return data, ys
+
+
 def _cifar_from_dicts(name: str, get: Callable[[str], dict], per_class: tuple[int | None, int | None],
                       display: str, source: str, kind: str) -> RawDataset:
     train_files, test_file, key, meta_file = _cifar_batches(name)
+
+    def where(f: str) -> str:
+        return f"{source}/{f}" if kind == "pickle" else f"{source}:{f}"
+
     meta = get(meta_file)
-    classes = list(meta.get("label_names") or meta.get("fine_label_names") or [])
+    names = (meta.get("label_names") or meta.get("fine_label_names")) if isinstance(meta, dict) else None
+    classes = list(names or [])
+    if not classes:
+        raise DataError(f"{where(meta_file)} holds no class names (label_names / fine_label_names); "
+                        f"replace it with the {meta_file} of a fresh copy of {display}")
 
     def split(files: list[str], limit: int | None) -> Split:
         images, labels, counts = [], [], {}
         for f in files:
-            d = get(f)
-            try:
-                data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-                ys = list(d[key])
-            except (KeyError, ValueError) as e:
-                raise DataError(f"{source}/{f} is not a {name} batch ({e}); replace it") from None
-            for x, y in zip(data, ys):
+            data, ys = _checked_batch(get(f), key, len(classes), where(f), display)
+            for x, y in zip(data.reshape(-1, 3, 32, 32), ys):
                 if limit is not None and counts.get(y, 0) >= limit:
                     continue
                 counts[y] = counts.get(y, 0) + 1
@@ -265,12 +312,34 @@ def _select(entries: list[tuple[str, str]], limit: int | None) -> list[tuple[str
     return [(c, f) for c in sorted(by_class) for f in by_class[c][:limit]]
 
 
+def _empty_class(folder: str, split: str) -> DataError:
+    return DataError(f"class folder {folder}/ holds no images ({', '.join(IMAGE_SUFFIXES)}): every folder "
+                     f"under {split}/ is a class, so an empty one cannot be dropped silently; add its images "
+                     "or remove the folder")
+
+
+def _check_same_classes(where: str, splits: tuple[str, str], entries: dict[str, list[tuple[str, str]]]) -> None:
+    """Both splits hold the same classes: labels are indices into one class list."""
+    train, test = ({c for c, _ in entries[s]} for s in splits)
+    if train != test:
+        extra = "; ".join(f"only in {s}/: {', '.join(sorted(only))}"
+                          for s, only in ((splits[0], train - test), (splits[1], test - train)) if only)
+        raise DataError(f"{where}: {splits[0]}/ and {splits[1]}/ hold different classes ({extra}); every class "
+                        "needs a folder of images in both splits: add the missing folders or remove the extra ones")
+
+
 def _folder_entries(root: Path, split: str) -> list[tuple[str, str]]:
     split_dir = root / split
     if not split_dir.is_dir():
         raise DataError(f"{root} has no '{split}/' folder; expected {root}/{split}/<class>/<image>")
-    return [(c.name, str(f)) for c in split_dir.iterdir() if c.is_dir()
-            for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+    entries = []
+    for c in sorted(split_dir.iterdir()):
+        if c.is_dir():
+            images = [(c.name, str(f)) for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+            if not images:
+                raise _empty_class(str(c), split)
+            entries += images
+    return entries
 
 
 def read_image_folder(info: DatasetInfo, located: Located,
@@ -278,7 +347,9 @@ def read_image_folder(info: DatasetInfo, located: Located,
     """An ImageFolder tree (`train/<class>/*`, `test|val/<class>/*`) or a tar of one."""
     splits = ("train", info.test_split)
     if located.kind == "folder":
-        chosen = {s: _select(_folder_entries(located.path, s), lim) for s, lim in zip(splits, per_class)}
+        entries = {s: _folder_entries(located.path, s) for s in splits}
+        _check_same_classes(str(located.path), splits, entries)
+        chosen = {s: _select(entries[s], lim) for s, lim in zip(splits, per_class)}
         classes = sorted({c for c, _ in chosen["train"]})
         index = {c: i for i, c in enumerate(classes)}
 
@@ -306,15 +377,20 @@ def _read_image_archive(info: DatasetInfo, located: Located,
     splits = ("train", info.test_split)
     try:
         with tarfile.open(located.path, "r:*") as tar:
-            names = [m.name for m in tar.getmembers() if m.isfile()]
+            members = tar.getmembers()
             entries = {s: [] for s in splits}
-            for n in names:
+            for n in (m.name for m in members if m.isfile()):
                 lay = _archive_layout(n, splits)
                 if lay:
                     entries[lay[0]].append((lay[1], n))
             if not entries["train"] or not entries[info.test_split]:
                 raise DataError(f"archive {located.path} has no <root>/{{train,{info.test_split}}}/"
                                 "<class>/<image> layout")
+            filled = {(s, c) for s in splits for c, _ in entries[s]}
+            for d in (Path(m.name) for m in members if m.isdir()):
+                if len(d.parts) >= 2 and d.parts[-2] in splits and (d.parts[-2], d.name) not in filled:
+                    raise _empty_class(f"{located.path}:{d.as_posix()}", d.parts[-2])
+            _check_same_classes(f"archive {located.path}", splits, entries)
             chosen = {s: _select(entries[s], lim) for s, lim in zip(splits, per_class)}
             wanted = {n: (s, c) for s in splits for c, n in chosen[s]}
             classes = sorted({c for c, _ in chosen["train"]})
