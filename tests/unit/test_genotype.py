@@ -65,3 +65,61 @@ def test_multilevel_cell_lookup():
     assert ml.cell_for(False, level=0) is g.cells["normal"]
     assert ml.cell_for(False, level=1) is other
     assert ml.cell_for(True, reduction_index=1) is g.cells["reduce"]
+
+
+def _cell(**change):
+    cell = load_genotype("darts_v2").to_json()["cells"]["normal"]
+    return {**cell, **change}
+
+
+@pytest.mark.parametrize("cell, expected", [
+    (_cell(edges_per_node=0), r"edges_per_node must be an integer from 1 to 4 .*got 0; leave it out for DARTS' 2"),
+    (_cell(edges_per_node="x"), r"edges_per_node must be an integer from 1 to 4 .*got 'x'"),
+    (_cell(edges_per_node=True), r"edges_per_node must be an integer .*got True"),
+    (_cell(edges_per_node=2.0), r"edges_per_node must be an integer .*got 2.0"),
+    (_cell(edges=[]), r"'edges' must be a non-empty list of \[op_name, input_index\], got \[\]"),
+    (_cell(edges=[["sep_conv_3x3", True]] * 8), r"edge 0 must be \[op_name, input_index\], got \['sep_conv_3x3', True\]"),
+    (_cell(concat=[]), r"concat must be a non-empty list of the cell's nodes 2..5, got \[\]"),
+    (_cell(concat=[0, 2]), r"concat must be a non-empty list of the cell's nodes 2..5, got \[0, 2\]"),
+    (_cell(concat="2345"), r"concat must be a non-empty list of the cell's nodes 2..5, got '2345'"),
+    (_cell(edges=[["skip_connect", 0]] * 18), r"18 edges make 9 nodes of 2 edges; a cell has at most 8 nodes"),
+])
+def test_malformed_cells_are_named(tmp_path, cell, expected):
+    data = load_genotype("darts_v2").to_json()
+    data["cells"]["normal"] = cell
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(GenotypeError, match=rf"^{path}: cell 'normal': {expected}"):
+        load_genotype(path, PRIMITIVES)
+
+
+def test_top_level_fields_and_the_cell_cap(tmp_path):
+    good = load_genotype("darts_v2").to_json()
+    with pytest.raises(GenotypeError, match=r"'space' must be a search space's name \(e.g. \"darts\"\), got 5"):
+        Genotype.from_json({**good, "space": 5})
+    with pytest.raises(GenotypeError, match=r"'meta' must be an object \(or null\), got list"):
+        Genotype.from_json({**good, "meta": [1]})
+    many = {"reduce": good["cells"]["reduce"], **{f"normal_{i}": good["cells"]["normal"] for i in range(20)}}
+    with pytest.raises(GenotypeError, match=r"21 cells; at most 16 \(nascore.genotype.MAX_CELLS\)"):
+        Genotype.from_json({**good, "cells": many})
+
+
+def test_oversized_and_deeply_nested_files_are_refused_before_parsing(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps(load_genotype("darts_v2").to_json()) + " " * 1_000_000)
+    with pytest.raises(GenotypeError, match=r"big.json is larger than 1000000 bytes \(nascore.genotype.MAX_FILE_BYTES"):
+        load_genotype(big)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 500_000 + "]" * 500_000)  # under the size cap, past Python's recursion limit
+    with pytest.raises(GenotypeError, match=r"deep.json: JSON nested too deeply to be a genotype"):
+        load_genotype(deep)
+
+
+def test_a_path_that_is_not_a_regular_file_is_named(tmp_path):
+    with pytest.raises(GenotypeError, match=r"genotype file .* is a directory; give a genotype JSON file or a "
+                                            r"published name \(darts_v1, darts_v2\)"):
+        load_genotype(tmp_path)
+    with pytest.raises(GenotypeError, match=r"genotype file /dev/zero is not a regular file \(a device"):
+        load_genotype("/dev/zero")
+    with pytest.raises(GenotypeError, match=r"genotype file .*missing.json does not exist"):
+        load_genotype(tmp_path / "missing.json")

@@ -1,4 +1,4 @@
-"""`nascore` command line: info, prepare, search, finetune, evaluate, report, check-metrics.
+"""`nascore` command line: info, check, prepare, search, finetune, evaluate, report, check-metrics.
 
 The DVC pipeline calls these through pipelines/*.py; each validates params before compute.
 """
@@ -19,6 +19,28 @@ def _root(args) -> Path:
     return Path(args.root).resolve()
 
 
+# `nascore info` builds the network to count it: the papers' largest have 20 cells and 48 channels; at these
+# caps the largest genotype the loader accepts (nascore.genotype.MAX_NODES...) takes ~2 min and 2 GB on 2 cores
+INFO_LAYERS = (3, 50)
+INFO_CHANNELS = (2, 96)
+
+
+def _int_in(bounds: tuple[int, int], what: str, default: str):
+    """An argparse type: an integer within `bounds`, else an error naming the range and the default."""
+    lo, hi = bounds
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer from {lo} to {hi} ({what}); "
+                                             f"leave it out for the default ({default})")
+        return value
+    return parse
+
+
 def cmd_info(args) -> int:
     """Params (millions, auxiliary head excluded) and MACs (millions) of a derived network."""
     from nascore.evaluate.complexity import count_macs, count_params
@@ -28,8 +50,8 @@ def cmd_info(args) -> int:
 
     genotype = load_genotype(args.genotype, OPS.names())
     imagenet = DATASETS[args.dataset].family == "imagenet"  # imagenette: the ImageNet network, 10 classes
-    layers = args.layers or (14 if imagenet else 20)
-    C = args.channels or (48 if imagenet else 36)
+    layers = args.layers if args.layers is not None else (14 if imagenet else 20)
+    C = args.channels if args.channels is not None else (48 if imagenet else 36)
     num_classes = {"cifar10": 10, "cifar100": 100, "imagenet": 1000, "imagenette": 10}[args.dataset]
     model = create_model("darts_imagenet" if imagenet else "darts_cifar", genotype=genotype, C=C,
                          layers=layers, num_classes=num_classes, auxiliary=not args.no_auxiliary)
@@ -46,13 +68,38 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_prepare(args) -> int:
-    from nascore.data.prepare import prepare
+def cmd_check(args) -> int:
+    """Validate run, data and every method's params under the profile, and each search split against the
+    prepared data where prepare has run: no compute, nothing written."""
     from nascore.methods import METHODS
     from nascore.params import load_params
 
     params = load_params(_root(args), None, args.profile, methods=METHODS.names())
-    out = _root(args) / params.data.prepared_dir / args.dataset
+    errors = []
+    for name in METHODS.names():
+        try:
+            method = METHODS[name].from_project(_root(args), args.profile)
+            check_data = getattr(method, "check_data", None)  # only methods whose params depend on the data
+            if check_data is not None:
+                check_data()
+        except ParamsError as e:
+            errors.append(str(e))
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if errors:
+        return 2
+    print(f"[nascore] params valid under the {params.profile} profile: run, data, {', '.join(METHODS.names())}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from nascore.data.prepare import prepare
+    from nascore.layout import Layout
+    from nascore.methods import METHODS
+    from nascore.params import load_params
+
+    params = load_params(_root(args), None, args.profile, methods=METHODS.names())
+    out = Layout(_root(args)).prepared(args.dataset)
     manifest = prepare(args.dataset, params.data, _root(args), out)
     if manifest["status"] != "ok":
         print(f"[nascore] {manifest['reason']}")
@@ -120,10 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("genotype", help="a genotype JSON file or a published name (darts_v1, darts_v2)")
     s.add_argument("--dataset", choices=DATASETS.names(), default="cifar10",
                    help="which evaluation network: CIFAR (32 px) or ImageNet family (224 px), and its classes")
-    s.add_argument("--layers", type=int, default=None, help="cells (default 20 CIFAR, 14 ImageNet)")
-    s.add_argument("--channels", type=int, default=None, help="initial channels (default 36 / 48)")
+    s.add_argument("--layers", type=_int_in(INFO_LAYERS, "cells", "20 CIFAR, 14 ImageNet"), default=None,
+                   help=f"cells, {INFO_LAYERS[0]} to {INFO_LAYERS[1]} (default 20 CIFAR, 14 ImageNet)")
+    s.add_argument("--channels", type=_int_in(INFO_CHANNELS, "initial channels", "36 CIFAR, 48 ImageNet"),
+                   default=None,
+                   help=f"initial channels, {INFO_CHANNELS[0]} to {INFO_CHANNELS[1]} (default 36 / 48)")
     s.add_argument("--no-auxiliary", action="store_true", help="build without the auxiliary head")
     s.set_defaults(fn=cmd_info)
+
+    s = sub.add_parser("check", help="validate every method's params (and search splits, once prepared) "
+                                     "without computing; exit 2 with the errors")
+    s.add_argument("--profile", default=argparse.SUPPRESS, help="as the global --profile")
+    s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("prepare", help="materialise a dataset's tensors and manifest")
     s.add_argument("--dataset", choices=DATASETS.names(), required=True)
@@ -174,10 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # tracking unavailable, divergence: name it, no traceback wall
+        from nascore.lock import StageBusy
         from nascore.tracking import TrackingUnavailable
         from nascore.train import Divergence
 
-        if isinstance(e, (TrackingUnavailable, Divergence)):
+        if isinstance(e, (TrackingUnavailable, Divergence, StageBusy)):
             print(f"error: {e}", file=sys.stderr)
             return 3
         raise

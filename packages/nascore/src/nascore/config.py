@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -52,6 +54,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(f"{path}: got {value!r}, expected a finite number (.nan, .inf and -.inf are not allowed)")
     if origin in (typing.Union, types.UnionType):
         errors = []
         for arg in typing.get_args(tp):
@@ -174,7 +178,8 @@ def deep_merge(base: dict, override: dict, path: str = "") -> dict:
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one silently;
-    DVC's parser rejects the file, so the two would disagree about the params)."""
+    DVC's parser rejects the file, so the two would disagree about the params), and reads YAML 1.2
+    floats such as 1e-3 as numbers, as DVC does (PyYAML's YAML 1.1 wants a dot: 1.0e-3)."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -187,12 +192,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.2 floats with an exponent and no dot (1e-3, 5E-4, 1e+2); the rest of SafeLoader's float rule as is
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text as every params read does (duplicate keys refused, YAML 1.2 floats)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def read_yaml(path: Path) -> dict:
     """Load a YAML mapping with an error that names the file."""
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist")
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        data = load_yaml(path.read_text())
     except ParamsError as e:
         raise ParamsError(f"params file {path}: {e}") from None
     except yaml.YAMLError as e:

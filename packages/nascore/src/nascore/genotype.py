@@ -20,6 +20,12 @@ from typing import Any, Iterable
 
 SCHEMA = "nascore.genotype/1"
 LEVELS = ("low", "mid", "high")
+# Caps on what a genotype file may hold, far above any published cell (DARTS: 2 cells of 4 nodes of 2 edges,
+# a file of ~1 KB); a file past them is refused before it is parsed or built into a network.
+MAX_FILE_BYTES = 1_000_000
+MAX_CELLS = 16
+MAX_NODES = 8
+MAX_EDGES_PER_NODE = 4
 
 
 class GenotypeError(ValueError):
@@ -95,27 +101,49 @@ class Genotype:
         schema = data.get("schema")
         if schema != SCHEMA:
             raise GenotypeError(f"{source}: schema is {schema!r}; this nascore reads {SCHEMA!r}")
+        space = data.get("space", "darts")
+        if not isinstance(space, str) or not space:
+            raise GenotypeError(f"{source}: 'space' must be a search space's name (e.g. \"darts\"), got {space!r}")
+        meta = data.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise GenotypeError(f"{source}: 'meta' must be an object (or null), got {type(meta).__name__}")
         cells_raw = data.get("cells")
         if not isinstance(cells_raw, dict) or not cells_raw:
             raise GenotypeError(f"{source}: 'cells' must be a non-empty object")
+        if len(cells_raw) > MAX_CELLS:
+            raise GenotypeError(f"{source}: {len(cells_raw)} cells; at most {MAX_CELLS} "
+                                f"(nascore.genotype.MAX_CELLS): normal/reduce, or normal_<level> and reduce_<n>")
         allowed = set(allowed_ops) if allowed_ops is not None else None
         cells = {}
         for name, c in cells_raw.items():
             cells[name] = _parse_cell(c, allowed, f"{source}: cell '{name}'")
         if not any(n.startswith("normal") for n in cells) or not any(n.startswith("reduce") for n in cells):
             raise GenotypeError(f"{source}: needs at least one normal and one reduce cell, got {sorted(cells)}")
-        return Genotype(cells=cells, space=str(data.get("space", "darts")), meta=dict(data.get("meta") or {}))
+        return Genotype(cells=cells, space=space, meta=dict(meta or {}))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _parse_cell(c: Any, allowed: set[str] | None, where: str) -> CellGenotype:
     if not isinstance(c, dict) or "edges" not in c or "concat" not in c:
         raise GenotypeError(f"{where}: expected an object with 'edges' and 'concat'")
-    k = int(c.get("edges_per_node", 2))
+    k = c.get("edges_per_node", 2)
+    if not _is_int(k) or not 1 <= k <= MAX_EDGES_PER_NODE:
+        raise GenotypeError(f"{where}: edges_per_node must be an integer from 1 to {MAX_EDGES_PER_NODE} "
+                            f"(nascore.genotype.MAX_EDGES_PER_NODE), got {k!r}; leave it out for DARTS' 2")
+    if not isinstance(c["edges"], (list, tuple)) or not c["edges"]:
+        raise GenotypeError(f"{where}: 'edges' must be a non-empty list of [op_name, input_index], "
+                            f"got {c['edges']!r:.80}")
+    if len(c["edges"]) > k * MAX_NODES:
+        raise GenotypeError(f"{where}: {len(c['edges'])} edges make {-(-len(c['edges']) // k)} nodes of {k} edges; "
+                            f"a cell has at most {MAX_NODES} nodes (nascore.genotype.MAX_NODES; DARTS' have 4)")
     edges = []
     for i, e in enumerate(c["edges"]):
-        if not (isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], str)
-                and isinstance(e[1], int)):
-            raise GenotypeError(f"{where}: edge {i} must be [op_name, input_index], got {e!r}")
+        if not (isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], str) and e[0]
+                and _is_int(e[1])):
+            raise GenotypeError(f"{where}: edge {i} must be [op_name, input_index], got {e!r:.80}")
         op, src = e
         if allowed is not None and op not in allowed:
             raise GenotypeError(
@@ -128,10 +156,13 @@ def _parse_cell(c: Any, allowed: set[str] | None, where: str) -> CellGenotype:
     if len(edges) % k:
         raise GenotypeError(f"{where}: {len(edges)} edges is not a multiple of edges_per_node={k}")
     n_states = len(edges) // k + 2
-    concat = tuple(c["concat"])
-    if any(not isinstance(j, int) or not 0 <= j < n_states for j in concat):
-        raise GenotypeError(f"{where}: concat {list(concat)} must index states 0..{n_states - 1}")
-    return CellGenotype(edges=tuple(edges), concat=concat, edges_per_node=k)
+    concat = c["concat"]
+    if (not isinstance(concat, (list, tuple)) or not concat
+            or any(not _is_int(j) or not 2 <= j < n_states for j in concat)):
+        # not the inputs 0, 1: a reduction cell's inputs keep the previous resolution, its nodes halve it
+        raise GenotypeError(f"{where}: concat must be a non-empty list of the cell's nodes 2..{n_states - 1}, "
+                            f"got {concat!r:.80}")
+    return CellGenotype(edges=tuple(edges), concat=tuple(concat), edges_per_node=k)
 
 
 def known_genotypes() -> list[str]:
@@ -144,9 +175,7 @@ def load_genotype(name_or_path: str | Path, allowed_ops: Iterable[str] | None = 
     """A genotype from a JSON file or a published name (darts_v1, darts_v2)."""
     path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
-        if not path.is_file():
-            raise GenotypeError(f"genotype file {path} does not exist")
-        text, source = path.read_text(), str(path)
+        text, source = _read_file(path), str(path)
     else:
         name = str(name_or_path)
         if name not in known_genotypes():
@@ -156,6 +185,33 @@ def load_genotype(name_or_path: str | Path, allowed_ops: Iterable[str] | None = 
         source = f"nascore.genotypes/{name}.json"
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
+    except RecursionError:
+        raise GenotypeError(f"{source}: JSON nested too deeply to be a genotype") from None
+    except ValueError as e:  # JSONDecodeError, or an integer of more digits than Python converts
         raise GenotypeError(f"{source}: not valid JSON ({e})") from None
     return Genotype.from_json(data, allowed_ops, source)
+
+
+def _read_file(path: Path) -> str:
+    """A genotype file's text: a regular file of at most MAX_FILE_BYTES, UTF-8."""
+    if not path.exists():
+        raise GenotypeError(f"genotype file {path} does not exist")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise GenotypeError(f"genotype file {path} is {kind}; give a genotype JSON file or a published name "
+                            f"({', '.join(known_genotypes())})")
+    too_big = (f"genotype file {path} is larger than {MAX_FILE_BYTES} bytes (nascore.genotype.MAX_FILE_BYTES; "
+               f"a DARTS genotype is ~1 KB): not a genotype")
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise GenotypeError(too_big)
+        with path.open("rb") as f:
+            blob = f.read(MAX_FILE_BYTES + 1)  # the size on disk may have changed since stat
+    except OSError as e:
+        raise GenotypeError(f"genotype file {path} cannot be read: {e.strerror}") from None
+    if len(blob) > MAX_FILE_BYTES:
+        raise GenotypeError(too_big)
+    try:
+        return blob.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GenotypeError(f"genotype file {path} is not UTF-8 text: not a genotype JSON file") from None

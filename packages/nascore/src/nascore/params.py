@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from nascore.config import ParamsError, deep_merge, flatten, from_dict, read_yaml, to_dict
+from nascore.config import ParamsError, deep_merge, flatten, from_dict, load_yaml, read_yaml, to_dict
 from nascore.data.params import DataParams
 from nascore.runtime import RunParams
 
@@ -68,15 +68,16 @@ def load_params(root: Path, method: str | None = None, profile: str | None = Non
     if profile not in profiles:
         raise ParamsError(f"params/run.yaml: profile: got {profile!r}; defined in params/profiles.yaml: "
                           f"{', '.join(sorted(profiles))}")
-    over = profiles[profile] or {}
+    over = _mapping(profiles[profile], profile, "a mapping of the sections this profile overrides (run, data, "
+                                                "a method's name), or {} for none")
     sections = {"run", "data", *(methods or ()), *([method] if method else [])}
     bad = sorted(set(over) - sections) if methods is not None else []
     if bad:
         raise ParamsError(f"params/profiles.yaml: {profile}.{bad[0]}: unknown section; allowed: "
                           f"{', '.join(sorted(sections))}")
     data_file = read_yaml(pdir / "data.yaml")
-    run = _validated(RunParams, run_file.get("run") or {}, over.get("run"), "params/run.yaml", "run", profile, root)
-    data = _validated(DataParams, data_file.get("data") or {}, over.get("data"), "params/data.yaml", "data",
+    run = _validated(RunParams, run_file.get("run"), over.get("run"), "params/run.yaml", "run", profile, root)
+    data = _validated(DataParams, data_file.get("data"), over.get("data"), "params/data.yaml", "data",
                       profile, root)
     method_params = None
     if method is not None:
@@ -85,14 +86,26 @@ def load_params(root: Path, method: str | None = None, profile: str | None = Non
     return Params(profile, run, data, method_params, method or "")
 
 
-def _validated(cls, base: dict, override: dict | None, file: str, section: str, profile: str,
+def _mapping(value: Any, key: str, expected: str) -> dict:
+    """A params/profiles.yaml entry as a mapping (null: empty); anything else is a ParamsError naming it."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ParamsError(f"params/profiles.yaml: {key}: got {value!r}; expected {expected}")
+    return value
+
+
+def _validated(cls, base: Any, override: Any, file: str, section: str, profile: str,
                root: Path | None = None):
     """Validate the base file on its own (a bad value must not hide behind a profile that
     overrides it), then the merged result; errors then point at the profile's key."""
+    base = {} if base is None else base
     obj = from_dict(cls, base, f"{file}: {section}" if section else f"{file}: ")
+    top = section or Path(file).stem
+    override = _mapping(override, f"{profile}.{top}", f"a mapping of the {file} keys this profile overrides "
+                                                      "(nested as in that file), or leave it out")
     if not override:
         return obj
-    top = section or Path(file).stem
     if root is not None:  # run.yaml and data.yaml hold a section; a method's file is all its section
         wrap = (lambda d: {section: d}) if section else (lambda d: d)
         for line in shadowed(root, file, wrap(base), wrap(override), f"{profile}." if section else f"{profile}.{top}."):
@@ -111,7 +124,11 @@ def shadowed(root: Path, file: str, base: dict, override: dict, prefix: str) -> 
         return []
     if shown.returncode != 0:
         return []
-    committed, now, over = flatten(yaml.safe_load(shown.stdout) or {}), flatten(base), flatten(override)
+    try:
+        committed = flatten(load_yaml(shown.stdout) or {})
+    except (ParamsError, yaml.YAMLError):  # the committed file is not the one validated: nothing to compare
+        return []
+    now, over = flatten(base), flatten(override)
     return [f"{file}: {k} = {now[k]!r} (committed: {committed[k]!r}) has no effect: params/profiles.yaml: "
             f"{prefix}{k} = {over[k]!r} overrides it; change that key instead "
             f"(dvc exp run -S params/profiles.yaml:{prefix}{k}=...)"

@@ -17,7 +17,7 @@ from nascore.config import ParamsError, spec
 class RunParams:
     """Run-level settings (params/run.yaml `run:`), shared by every method and stage."""
 
-    seed: int = spec(0, ge=0)
+    seed: int = spec(0, ge=0, le=2**32 - 1, doc="numpy's seed range (np.random.seed)")
     deterministic: bool = spec(False, doc="seeded, cudnn deterministic, no benchmark autotune")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = spec(True, doc="bf16 autocast on GPU (ignored on CPU)")

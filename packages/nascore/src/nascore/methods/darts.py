@@ -14,7 +14,8 @@ import torch
 
 from nascore.config import ParamsError, spec, to_dict
 from nascore.data.loader import PairedBatches, TensorBatches, make_transform
-from nascore.data.sources import DATASETS
+from nascore.data.prepare import read_manifest
+from nascore.data.sources import DATASETS, DataError
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.metrics import topk_errors
 from nascore.genotype import Genotype, load_genotype
@@ -160,6 +161,41 @@ class DartsMethod(Method):
         """True: alphas and weights learn from the same training batches (no S_val updates)."""
         return False
 
+    def search_split(self, n: int) -> int:
+        """How many of `n` training images S_train gets (the rest is S_val); a ParamsError, before any
+        compute, when search.train_portion leaves either part short of what it needs."""
+        p = self.p.search
+        cut = int(round(n * p.train_portion))
+        # bi-level: S_val is read in batches of search.batch_size; one-level: it only measures (or ranks),
+        # any size will do, and a portion of 1.0 keeps none on purpose (stacnas)
+        need_val = 0 if p.train_portion >= 1.0 else 1 if self.one_level() else p.batch_size
+        if cut >= p.batch_size and n - cut >= need_val:
+            return cut
+        val_need = ("at least one image (it only measures)" if self.one_level()
+                    else "one batch too (its batches are as large)")
+        where = (f"params/{self.name}.yaml: search.train_portion = {p.train_portion} (profile {self.params.profile})"
+                 f" splits the {n} prepared {p.dataset} training images into S_train = {cut} and S_val = {n - cut}; "
+                 f"S_train needs at least one batch (search.batch_size = {p.batch_size}) and S_val {val_need}")
+        lo, hi = -(-1000 * p.batch_size // n) / 1000, 1000 * (n - need_val) // n / 1000  # 3 decimals, inside
+        if lo > hi:
+            most = n - need_val if self.one_level() else n // 2
+            raise ParamsError(f"{where}: no portion fits; lower search.batch_size to at most {most} or prepare "
+                              f"more images (params/data.yaml: data.train_per_class)")
+        raise ParamsError(f"{where}: set it between {lo} and {hi}, e.g. {min(max(0.5, lo), hi)} (in params/"
+                          f"{self.name}.yaml, or params/profiles.yaml: {self.params.profile}.{self.name}.search."
+                          f"train_portion where the profile sets it)")
+
+    def check_data(self) -> None:
+        """The checks that need the prepared data but no compute (`nascore check`): the search split;
+        nothing to check where prepare has not run, or ran under other data params (it will run again)."""
+        try:
+            manifest = read_manifest(self.layout.prepared(self.p.search.dataset))
+        except DataError:
+            return
+        subset = manifest.get("subset", {}).get("train_per_class")
+        if manifest.get("status") == "ok" and subset == self.params.data.train_per_class:
+            self.search_split(sum(manifest["counts"]["train"].values()))
+
     # -- stages --------------------------------------------------------------------------------
     def search(self, stage: str = "search") -> dict[str, Any]:
         self.check_stage(stage)
@@ -181,8 +217,8 @@ class DartsMethod(Method):
         device = self.device()
         x_aug = tensors["train_x32"] if p.augment == "darts" else tensors["train_x"]
         y = tensors["train_y"]
+        cut = self.search_split(len(y))  # before any compute: a split that leaves a part empty fails here
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(run.seed))
-        cut = int(round(len(y) * p.train_portion))
         tr, va = perm[:cut], perm[cut:]  # S_train for weights, S_val for alpha (search never sees test)
         cp = self.params.data.cifar
         aug = make_transform(p.augment, mean=cp.mean, std=cp.std, crop_size=32)
