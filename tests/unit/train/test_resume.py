@@ -92,3 +92,61 @@ def test_a_checkpoint_from_other_code_is_not_resumed(monkeypatch, tmp_path):
     fp = p.fingerprint("search")
     monkeypatch.setattr(params_module, "source_hash", lambda: "0" * 16)
     assert p.fingerprint("search") != fp
+
+
+def test_divergence_is_caught_within_k_steps_not_at_the_epochs_end():
+    """NaN is found every `finite_check_every` steps (issue 13, item 10), before that step's hooks
+    (a checkpoint of NaN weights), without reading the loss on the host at every step."""
+    import pytest
+    import torch
+
+    from nascore.train import Divergence, Hook, Trainer
+
+    class Task:
+        def new_epoch(self, epoch): ...
+        def state_dict(self): return {}
+        def load_state_dict(self, state): ...
+
+        def step(self, i):
+            loss = torch.tensor(float("nan") if i == 3 else 1.0)  # diverges at the 4th step (index 3)
+            return {"loss": loss, "n": torch.tensor(1.0)}
+
+    class Batches:
+        def __len__(self): return 100
+        def epoch(self, epoch, start=0): return iter(range(start, 100))
+
+    class Steps(Hook):
+        seen = 0
+        def after_step(self, trainer): Steps.seen += 1
+
+    reads = []
+    real = torch.isfinite
+    trainer = Trainer(Task(), Batches(), 1, seed=0, hooks=[Steps()], finite_check_every=3)
+    try:
+        torch.isfinite = lambda t: reads.append(1) or real(t)
+        with pytest.raises(Divergence, match=r"train loss is nan by step 6 of epoch 1: the run diverged; lower"):
+            trainer.run()
+    finally:
+        torch.isfinite = real
+    assert Steps.seen == 5  # steps 1-5 ran their hooks; step 6's check stopped the run before its hooks
+    assert len(reads) == 2  # read after steps 3 and 6 only
+
+
+def test_paired_batches_resume_mid_epoch_pairs_the_same_val_batches():
+    """S_val shorter than S_train: the val side restarts during the epoch; a resume at any step pairs the
+    same (train, val) batches as the uninterrupted epoch (issue 13, item 10)."""
+    import torch
+
+    from nascore.data.loader import PairedBatches, TensorBatches
+
+    def batches(n, seed):
+        return TensorBatches(torch.arange(n).float().view(n, 1), torch.arange(n), 2, lambda x, g: x,
+                             shuffle=True, seed=seed)
+
+    pairs = PairedBatches(batches(14, 0), batches(5, 1))  # 7 train batches, 3 val batches
+    ids = lambda it: [(t[1].tolist(), v[1].tolist()) for t, v in it]  # noqa: E731
+    whole = ids(pairs.epoch(2))
+    vals = [v for _, v in whole]
+    assert len(whole) == 7 and vals[0:3] != vals[3:6]  # the val side is reshuffled after it runs out
+    for start in range(7):
+        assert ids(pairs.epoch(2, start)) == whole[start:], start

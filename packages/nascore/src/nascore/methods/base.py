@@ -2,7 +2,9 @@
 provides. A method overrides only what its paper changes."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -11,31 +13,40 @@ from nascore.config import ParamsError
 from nascore.data.prepare import NotRun
 from nascore.genotype import Genotype
 from nascore.layout import Layout, read_json, write_json
+from nascore.lock import hold
 from nascore.params import Params, load_params
 from nascore.registry import Registry
 from nascore.runtime import setup
 from nascore.tracking import configure
+from nascore.tracking.mlflow import lost_server
 
 METHODS: Registry = Registry("method")
 
 
 def stage(*records: Callable[..., Path]) -> Callable:
-    """Wrap a stage body with what every stage does around it: the tracking store is configured
-    first, and a `NotRun` the body raises (no data, no upstream result) is recorded as "not run"
-    in each of `records(self, *args)` (status and metrics files) and returned, so the DAG completes.
-    The body is the paper's logic; it gets data with `self.data`, upstream results with
-    `self.require` and the device with `self.device()`."""
+    """Wrap a stage body with what every stage does around it: a lock on its outputs (a second run of
+    the same stage fails at once), the tracking store configured first, a `NotRun` the body raises (no
+    data, no upstream result) recorded as "not run" in each of `records(self, *args)` (status and
+    metrics files) and returned so the DAG completes, and a team server that dies mid-stage turned
+    into one clear error. The body is the paper's logic; it gets data with `self.data`, upstream
+    results with `self.require` and the device with `self.device()`."""
     def wrap(body: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         @functools.wraps(body)
         def run(self: "Method", *args: Any, **kwargs: Any) -> dict[str, Any]:
-            configure(self.params.run.tracking_uri)
-            try:
-                return body(self, *args, **kwargs)
-            except NotRun as e:
-                paths = [record(self, *args, **kwargs) for record in records]
-                for path in paths:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                return self.not_run(str(e), *paths)
+            configure(self.params.run.tracking_uri)  # an unreachable store fails before anything is written
+            outputs = [record(self, *args, **kwargs) for record in records]
+            with self.stage_lock(outputs[0] if outputs else Path(body.__name__)):
+                try:
+                    return body(self, *args, **kwargs)
+                except NotRun as e:
+                    for path in outputs:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                    return self.not_run(str(e), *outputs)
+                except Exception as e:
+                    lost = lost_server(e, f"{self.name} {body.__name__}")
+                    if lost is None:
+                        raise
+                    raise lost from e
         return run
     return wrap
 
@@ -73,7 +84,16 @@ class Method:
         raise NotImplementedError
 
     def report(self) -> Path:
-        """Write reports/<method>.md (the DARTS-family report unless a method has its own)."""
+        """Write reports/<method>.md and its figures, holding the report's lock; what a killed report left
+        (figures under temp names) is swept first."""
+        from nascore.report.figures import sweep_temp
+
+        with self.stage_lock(self.layout.report(self.name)):
+            sweep_temp(self.layout.figures() / self.name)
+            return self.write_report()
+
+    def write_report(self) -> Path:
+        """The report itself (the DARTS-family report unless a method has its own)."""
         from nascore.report import write_report
 
         return write_report(self)
@@ -104,6 +124,18 @@ class Method:
         names = (f"{self.name}-search", f"{self.name}-generation")
         return search_cost_s({n: read_json(self.layout.metrics(n)) for n in names
                               if self.layout.metrics(n).is_file()}, self.name)
+
+    def stage_lock(self, output: Path) -> contextlib.AbstractContextManager:
+        """The lock of the stage writing `output` (runs/<method>/locks/); under data parallelism only
+        rank 0 takes it, the other processes of the same run being its partners, not rivals."""
+        if int(os.environ.get("RANK", "0")) != 0:
+            return contextlib.nullcontext()
+        try:
+            rel = output.resolve().relative_to(self.layout.root.resolve())
+        except ValueError:
+            rel = Path(output.name)
+        return hold(self.layout.root / "runs" / self.name / "locks" / f"{'_'.join(rel.parts)}.lock",
+                    f"the {self.name} stage writing {rel}")
 
     def device(self):
         """The run's device, after seeding and setting threads and determinism from the run params:

@@ -376,7 +376,7 @@ class OpensetRlMethod(ControllerMethod):
         write_json(metrics_path, metrics)
         return metrics
 
-    def report(self) -> Path:
+    def write_report(self) -> Path:
         from nascore.report.rl import write_openset_report
 
         return write_openset_report(self)

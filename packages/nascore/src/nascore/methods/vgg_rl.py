@@ -353,7 +353,7 @@ class VggRlMethod(ControllerMethod):
         write_json(metrics_path, metrics)
         return metrics
 
-    def report(self) -> Path:
+    def write_report(self) -> Path:
         from nascore.report.rl import write_vgg_rl_report
 
         return write_vgg_rl_report(self)

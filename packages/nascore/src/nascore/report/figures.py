@@ -1,6 +1,7 @@
 """Figures for reports: alpha evolution per edge, search curves, cell drawings (matplotlib)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,15 +10,30 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nascore.faults import maybe_kill  # noqa: E402
 from nascore.genotype import CellGenotype  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
+    """Save under a temp name of this process, then rename: a killed report leaves the figure whole or
+    absent, never a truncated PNG (`sweep_temp` removes what a killed writer left)."""
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, dpi=150, format=path.suffix.lstrip("."))
+        maybe_kill("report-figure")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
     return path
+
+
+def sweep_temp(folder: Path) -> None:
+    """Remove the temp files of killed writers from `folder` (call it holding the folder's lock)."""
+    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+        tmp.unlink(missing_ok=True)
 
 
 def plot_alphas(history: dict[str, Any], group: str, path: Path) -> Path:

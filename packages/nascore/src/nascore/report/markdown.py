@@ -31,18 +31,21 @@ def _mlflow_runs(experiment: str, skip_stage: str | None = None) -> list[dict[st
     others falls off the end."""
     import mlflow
 
+    from nascore.tracking.mlflow import end_abandoned_runs
+
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         return []
+    end_abandoned_runs(experiment)  # a run whose process was killed is KILLED, not RUNNING forever
     df = mlflow.search_runs([exp.experiment_id], order_by=["start_time DESC"], max_results=200,
                             filter_string=f"tags.stage != '{skip_stage}'" if skip_stage else "",
                             output_format="pandas")
-    rows = []
-    for _, r in df.iterrows():
-        rows.append({"run_id": r["run_id"], "name": r.get("tags.mlflow.runName"),
-                     "stage": r.get("tags.stage"), "status": r["status"],
-                     "genotype_hash": r.get("tags.genotype_hash"), "dataset": r.get("tags.dataset")})
-    return rows
+    def tag(r, name: str) -> str | None:  # a tag a run lacks is NaN in the frame, which must not print as "nan"
+        value = r.get(f"tags.{name}")
+        return value if isinstance(value, str) else None
+
+    return [{"run_id": r["run_id"], "name": tag(r, "mlflow.runName"), "stage": tag(r, "stage"), "status": r["status"],
+             "genotype_hash": tag(r, "genotype_hash"), "dataset": tag(r, "dataset")} for _, r in df.iterrows()]
 
 
 def write_report(method) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 
 from nascore.config import read_yaml
 from nascore.data.sources import DATASETS
-from nascore.report.figures import plot_error_vs_search_cost
+from nascore.report.figures import plot_error_vs_search_cost, sweep_temp
 from nascore.regression import collect
 from nascore.report.markdown import write_markdown
 
@@ -59,6 +59,7 @@ def _paper(method: str, row: dict[str, Any]) -> str:
 
 
 def write_summary(root: Path, methods: list[str], seed: int) -> Path:
+    sweep_temp(root / "reports" / "figures" / "summary")  # what a killed summary left
     metrics = collect(root / "reports" / "metrics")
     papers = {m: read_yaml(root / "params" / f"{m}.yaml").get("paper", {}) for m in methods}
     cited = root / "params" / "not_reproduced.yaml"  # methods we compare with but do not run

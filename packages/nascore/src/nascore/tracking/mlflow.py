@@ -3,18 +3,24 @@ method, genotypes as JSON artifacts plus a `genotype_hash` tag."""
 from __future__ import annotations
 
 import os
+import socket
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
 from nascore.config import flatten
 from nascore.genotype import Genotype
+from nascore.lock import alive
 from nascore.tracking.schema import default_tags
 from nascore.train.loop import Hook, Trainer
 
 DEFAULT_URI = "sqlite:///mlflow/mlflow.db"
+# MLflow's own HTTP settings, bounded: its defaults (7 retries, backoff factor 2, 120 s timeout) hang a
+# stage ~12 minutes when a team server dies, then again in the error handler. An exported value wins.
+HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 class TrackingUnavailable(RuntimeError):
@@ -51,9 +57,53 @@ def configure(from_params: str | None = None) -> str:
     import mlflow
 
     uri = resolve_uri(from_params)
+    for name, value in HTTP_BOUNDS.items():
+        os.environ.setdefault(name, value)
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def lost_server(error: BaseException, what: str) -> TrackingUnavailable | None:
+    """`error` turned into one clear error when it came from a team server that stopped answering
+    (None when the server still answers, or the store is not a server)."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if isinstance(error, TrackingUnavailable) or not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        check_reachable(uri, timeout=3.0)
+    except TrackingUnavailable:
+        return TrackingUnavailable(
+            f"MLflow server {uri} stopped answering during {what} ({type(error).__name__}). The stage's work "
+            "is kept (its checkpoint under runs/<method>/checkpoints/): restart the server and rerun the stage "
+            "to resume it")
+    return None
+
+
+def end_abandoned_runs(experiment: str, run_name: str | None = None) -> list[str]:
+    """Mark KILLED the RUNNING runs of `experiment` (named `run_name`, when given) that a process of this
+    host started and that is gone (killed before it could end its run); returns their ids. Runs of
+    other hosts, or of live processes, are left alone: they may still be running."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    query = "attributes.status = 'RUNNING'" + (f" and attributes.run_name = '{run_name}'" if run_name else "")
+    client = mlflow.MlflowClient()
+    ended = []
+    for run in client.search_runs([exp.experiment_id], filter_string=query, max_results=1000):
+        tags = run.data.tags
+        if tags.get("nascore.host") != socket.gethostname() or not tags.get("nascore.pid", "").isdigit():
+            continue
+        if alive(int(tags["nascore.pid"])):
+            continue
+        client.set_tag(run.info.run_id, "ended_by", "a later start: the process that ran it was gone")
+        client.set_terminated(run.info.run_id, "KILLED")
+        ended.append(run.info.run_id)
+    return ended
 
 
 def experiment_id(name: str) -> str:
@@ -80,10 +130,13 @@ def start_run(experiment: str, run_name: str, *, tags: dict[str, str] | None = N
     import mlflow
 
     exp = experiment_id(experiment)
+    if not run_id:  # starting over: an earlier run of this stage whose process was killed is ended KILLED
+        end_abandoned_runs(experiment, run_name)
     kwargs = {"run_id": run_id} if run_id else {"run_name": run_name, "experiment_id": exp}
     run = mlflow.start_run(nested=nested, **kwargs)
     try:
-        mlflow.set_tags({**default_tags(experiment), **(tags or {})})
+        mlflow.set_tags({**default_tags(experiment), **(tags or {}),
+                         "nascore.host": socket.gethostname(), "nascore.pid": str(os.getpid())})
         if params and not run_id:
             flat = {k: (v if v is not None else "null") for k, v in flatten(params).items()}
             items = list(flat.items())
@@ -91,8 +144,13 @@ def start_run(experiment: str, run_name: str, *, tags: dict[str, str] | None = N
                 mlflow.log_params(dict(items[i:i + 90]))
         yield run
     except BaseException as e:
-        mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:4000])
-        mlflow.end_run(status="FAILED" if not isinstance(e, KeyboardInterrupt) else "KILLED")
+        try:
+            mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:4000])
+            mlflow.end_run(status="FAILED" if not isinstance(e, KeyboardInterrupt) else "KILLED")
+        except Exception:  # the server itself is gone: the stage's error says so, the rerun ends the run
+            if mlflow.active_run() is not None:
+                with suppress(Exception):
+                    mlflow.end_run(status="FAILED")  # forgets the run here even when the server cannot record it
         raise
     else:
         mlflow.end_run()

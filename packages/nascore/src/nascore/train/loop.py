@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from nascore.data.loader import step_seed
+from nascore.faults import maybe_kill, maybe_pause
 from nascore.layout import load_checkpoint, save_atomically
 
 
@@ -47,8 +47,13 @@ class Trainer:
     """Runs `task` over `batches` for `epochs`, with hooks around it."""
 
     def __init__(self, task: Task, batches: Any, epochs: int, *, seed: int,
-                 hooks: list[Hook] | None = None, desc: str = "train", data_parallel: bool = False) -> None:
+                 hooks: list[Hook] | None = None, desc: str = "train", data_parallel: bool = False,
+                 finite_check_every: int = 50) -> None:
         self.task, self.batches, self.epochs, self.seed = task, batches, epochs, seed
+        # the loss sum is read on the host every this many steps (and at each epoch's end) to stop a diverged
+        # run early; a read per step would be a host sync per step. Not under DDP: a rank that stopped alone
+        # would leave the others waiting in a collective (the epoch's check sees the reduced sums)
+        self.finite_check_every = 0 if data_parallel else finite_check_every
         self.data_parallel = data_parallel  # DDP: epoch sums are reduced over the processes
         self.hooks = hooks or []
         self.desc = desc
@@ -84,6 +89,8 @@ class Trainer:
                     self.sums[k] = self.sums.get(k, 0) + v.detach().double()
                 self.step_in_epoch += 1
                 self.global_step += 1
+                if self.finite_check_every and self.global_step % self.finite_check_every == 0:
+                    self._check_finite()
                 for h in self.hooks:
                     h.after_step(self)
             metrics = self._epoch_metrics()
@@ -94,6 +101,13 @@ class Trainer:
         for h in self.hooks:
             h.after_train(self)
         return self.history
+
+    def _check_finite(self) -> None:
+        """Divergence before the step's hooks run (a checkpoint of NaN weights would be resumed)."""
+        loss = self.sums.get("loss")
+        if loss is not None and not bool(torch.isfinite(loss)):
+            raise Divergence(f"train loss is {float(loss)} by step {self.step_in_epoch} of epoch {self.epoch + 1}: "
+                             "the run diverged; lower the learning rate or check the data")
 
     def _epoch_metrics(self) -> dict[str, float]:
         if self.data_parallel:  # sums over every process
@@ -186,20 +200,11 @@ class CheckpointHook(Hook):
         self.path.unlink(missing_ok=True)
 
 
-_FAULT_HITS: dict[int | str, int] = {}
-
-
 def _maybe_fault(global_step: int | str) -> None:
-    """Fault injection for the resume tests: NASCORE_KILL_AT_STEP=N sends SIGKILL to this
-    process right after the checkpoint of step N, as a real crash would; N@k kills the k-th
-    time a trainer of this process reaches step N (e.g. in the third child network); `end` kills
-    when the trainer has finished, before the stage writes its outputs."""
-    at = os.environ.get("NASCORE_KILL_AT_STEP")
-    if not at:
-        return
-    step, _, nth = at.partition("@")
-    if step != str(global_step):
-        return
-    _FAULT_HITS[global_step] = _FAULT_HITS.get(global_step, 0) + 1
-    if _FAULT_HITS[global_step] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Fault injection for the resume tests: NASCORE_KILL_AT_STEP=N sends SIGKILL to this process right
+    after the checkpoint of step N, as a real crash would; N@k kills the k-th time a trainer of this
+    process reaches step N (e.g. in the third child network); `end` kills when the trainer has finished,
+    before the stage writes its outputs. NASCORE_PAUSE_AT_STEP=N holds the run there instead
+    (nascore.faults.maybe_pause)."""
+    maybe_kill(str(global_step), "NASCORE_KILL_AT_STEP")
+    maybe_pause(str(global_step), "NASCORE_PAUSE_AT_STEP")
