@@ -52,16 +52,16 @@ def test_report_ends_abandoned_runs_and_prints_no_nan(cifar_project):
     dead.wait()  # a PID that no longer runs: the process of a killed stage
     exp = mlflow.get_experiment_by_name("darts").experiment_id
     client = mlflow.MlflowClient()
-    zombie = client.create_run(exp, run_name="finetune-cifar10",
+    zombie = client.create_run(exp, run_name="darts/finetune-cifar10",
                                tags={"stage": "finetune", "nascore.host": socket.gethostname(),
                                      "nascore.pid": str(dead.pid)})
-    alive = client.create_run(exp, run_name="finetune-cifar100",  # another host's run may still be going
+    alive = client.create_run(exp, run_name="darts/finetune-cifar100",  # another host's run may still be going
                               tags={"stage": "finetune", "nascore.host": "elsewhere", "nascore.pid": str(dead.pid)})
     assert _report(cifar_project).returncode == 0
     assert client.get_run(zombie.info.run_id).info.status == "KILLED"
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
     md = (cifar_project / "reports" / "darts.md").read_text()
-    assert f"| finetune-cifar10 (`{zombie.info.run_id[:8]}`) | finetune |  |  | KILLED |" in md
+    assert f"| darts/finetune-cifar10 (`{zombie.info.run_id[:8]}`) | finetune |  |  | KILLED |" in md
     assert "nan" not in md.split("## MLflow runs")[1]
 
 

@@ -43,8 +43,13 @@ def test_search_logs_genotype_artifact_tag_and_epoch_metrics(cifar_project, caps
     assert main(["--root", str(cifar_project), "search", "--method", "darts"]) == 0
     status = json.loads((cifar_project / "runs" / "darts" / "search" / "status.json").read_text())
     run = mlflow.get_run(status["mlflow_run_id"])
-    assert run.info.status == "FINISHED"
+    assert run.info.status == "FINISHED" and run.info.run_name == "darts/search"
     assert run.data.tags["genotype_hash"] == status["genotype_hash"]
+    manifest = json.loads((cifar_project / "data" / "prepared" / "cifar10" / "manifest.json").read_text())
+    (given,) = run.inputs.dataset_inputs  # the prepared dataset it read: S_train and S_val both from training
+    assert (given.dataset.name, given.dataset.digest) == ("cifar10", manifest["sha256"][:16])
+    assert json.loads(given.dataset.source) == {"uri": manifest["source"]["path"]}
+    assert {t.key: t.value for t in given.tags}["mlflow.data.context"] == "training"
     assert run.data.params["search.supernet.C"] == "4"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_err")
     assert [m.step for m in history] == [1, 2]

@@ -21,13 +21,14 @@ from nascore.evaluate.metrics import topk_errors
 from nascore.genotype import Genotype, load_genotype
 from nascore.layout import load_checkpoint, save_atomically, write_json, write_tsv
 from nascore.methods.base import METHODS, Method, genotype_tags, stage
-from nascore.models import create_model
+from nascore.methods.variance import seed_variance
+from nascore.models.registered import NetworkSpec, log_network
 from nascore.ops import MIXED_OPS, OPS
 from nascore.runtime import autocast_dtype, compile_network, hardware, init_distributed, use_channels_last
 from nascore.spaces.darts import CellSpace
 from nascore.strategies import STRATEGIES
 from nascore.supernets import SUPERNETS
-from nascore.tracking import MLflowHook, log_genotype, start_run
+from nascore.tracking import MLflowHook, log_genotype, log_prepared_input, log_to_run, start_run
 from nascore.tracking.schema import headline
 from nascore.train import CheckpointHook, Hook, Trainer
 from nascore.train.graphs import graphs_wanted
@@ -152,10 +153,19 @@ class DartsMethod(Method):
         """Extra MLflow tags on every run of this method (e.g. a swept hyper-parameter)."""
         return {}
 
+    def network_spec(self, genotype: Genotype, family: str, num_classes: int, tp: TrainParams) -> NetworkSpec:
+        """The evaluation network as data (nascore.models.registered.NETWORKS): what build_network builds and
+        the logged MLflow model rebuilds."""
+        return NetworkSpec("darts", genotype.to_json(), {
+            "model": "darts_cifar" if family == "cifar" else "darts_imagenet", "C": tp.C,
+            "num_classes": num_classes, "layers": tp.layers, "auxiliary": tp.auxiliary})
+
+    def lr_scheduler(self, optimizer: torch.optim.Optimizer, tp: TrainParams):
+        """Fine-tuning's per-epoch lr schedule (SupervisedTask steps it); a method with another recipe overrides it."""
+        return _scheduler(optimizer, tp)
+
     def build_network(self, genotype: Genotype, family: str, num_classes: int, tp: TrainParams):
-        name = "darts_cifar" if family == "cifar" else "darts_imagenet"
-        return create_model(name, genotype=genotype, C=tp.C, num_classes=num_classes,
-                            layers=tp.layers, auxiliary=tp.auxiliary)
+        return self.network_spec(genotype, family, num_classes, tp).build()
 
     def one_level(self) -> bool:
         """True: alphas and weights learn from the same training batches (no S_val updates)."""
@@ -249,6 +259,7 @@ class DartsMethod(Method):
                              "profile": self.params.profile, "seed": str(run.seed),
                              **self.run_tags()}) as mlrun:
             ckpt.extra["mlflow_run_id"] = mlrun.info.run_id
+            log_prepared_input(manifest, "training")  # S_train and S_val both come from the training split
             if on_run_start is not None:
                 on_run_start()
             history = trainer.run()
@@ -288,6 +299,11 @@ class DartsMethod(Method):
         write_json(metrics_path, metrics)
         ckpt.remove()  # only now: a kill before this line resumes at the end and writes the same outputs
         return metrics
+
+    @stage(lambda self: self.layout.metrics(f"{self.name}-variance"))
+    def variance(self) -> dict[str, Any]:
+        """Seed variance: N searches x M trainings at run.variance's budget (nascore.methods.variance)."""
+        return seed_variance(self)
 
     def _genotype(self) -> tuple[Genotype, str | None]:
         allowed = self.space().primitives
@@ -333,7 +349,7 @@ class DartsMethod(Method):
             model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         optimizer = torch.optim.SGD(model.parameters(), tp.lr, momentum=tp.momentum,
                                     weight_decay=tp.weight_decay)
-        scheduler = _scheduler(optimizer, tp)
+        scheduler = self.lr_scheduler(optimizer, tp)
         # CUDA graphs: one process (DDP's hooks are not captured here); reduce-overhead captures its own
         graphs = (graphs_wanted(run.cuda_graphs, device) and not ddp
                   and not (compiled and run.compile_mode == "reduce-overhead"))
@@ -362,9 +378,14 @@ class DartsMethod(Method):
                              **({"search_run_id": search_run} if search_run else {})}) as mlrun:
             ckpt.extra["mlflow_run_id"] = mlrun.info.run_id
             log_genotype(genotype)
+            log_prepared_input(manifest, "training")
             import mlflow
             mlflow.log_metrics({"params_m": params_m, "macs_m": macs_m})
             history = trainer.run()
+            # the trained network as a model that can be registered (rebuilt from its genotype on load)
+            log_network(net, self.network_spec(genotype, family, num_classes, tp), image_shape=(3, crop, crop),
+                        num_classes=num_classes, mean=mean, std=std,
+                        tags={"genotype_hash": genotype.canonical_hash(), "dataset": manifest["display_name"]})
         save_atomically({"state_dict": net.state_dict(), "genotype": genotype.to_json(), "family": family,
                     "num_classes": num_classes, "train": to_dict(tp)}, out / "model.pt")
         status = {"status": "ok", "mlflow_run_id": mlrun.info.run_id, "genotype_hash": genotype.canonical_hash(),
@@ -404,19 +425,20 @@ class DartsMethod(Method):
                    "train_images": status["train_images"], "test_images": len(test.x),
                    "input": side, "layers": tp.layers, "C": tp.C, "profile": self.params.profile, "hardware": hardware()}
         import mlflow
-        with start_run(self.name, "finetune", run_id=status["mlflow_run_id"]):
-            with start_run(self.name, f"evaluate-{dataset}", nested=True,
-                           params={"profile": self.params.profile, "evaluate": to_dict(self.p.evaluate),
-                                   "seed": run.seed},
-                           tags={**genotype_tags(genotype, stage="evaluate", dataset=manifest["display_name"],
-                                                 finetune_run_id=status["mlflow_run_id"], seed=run.seed,
-                                                 profile=self.params.profile),
-                                 **self.run_tags()}):
-                mlflow.log_metrics(headline(top1_err=metrics["top1_err"], top5_err=metrics["top5_err"],
-                                            params_m=metrics["params_m"], macs_m=metrics["macs_m"],
-                                            search_cost_s=self.search_cost_s(),
-                                            train_cost_s=status.get("train_seconds"), train_epochs=status["epochs"]))
-            mlflow.log_metrics({f"test_{k}": metrics[k] for k in ("top1_err", "top5_err")})
+        # nested under the finetune run, which stays closed: its duration is the fine-tuning's alone
+        with start_run(self.name, f"evaluate-{dataset}", parent_run_id=status["mlflow_run_id"],
+                       params={"profile": self.params.profile, "evaluate": to_dict(self.p.evaluate),
+                               "seed": run.seed},
+                       tags={**genotype_tags(genotype, stage="evaluate", dataset=manifest["display_name"],
+                                             finetune_run_id=status["mlflow_run_id"], seed=run.seed,
+                                             profile=self.params.profile),
+                             **self.run_tags()}):
+            log_prepared_input(manifest, "test")
+            mlflow.log_metrics(headline(top1_err=metrics["top1_err"], top5_err=metrics["top5_err"],
+                                        params_m=metrics["params_m"], macs_m=metrics["macs_m"],
+                                        search_cost_s=self.search_cost_s(),
+                                        train_cost_s=status.get("train_seconds"), train_epochs=status["epochs"]))
+        log_to_run(status["mlflow_run_id"], {f"test_{k}": metrics[k] for k in ("top1_err", "top5_err")})
         write_json(metrics_path, metrics)
         return metrics
 

@@ -28,7 +28,8 @@ from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import ControllerMethod, ControllerParams, TrainingParams, publish, seed_of
 from nascore.runtime import autocast_dtype, compile_network, hardware
 from nascore.spaces.block import BLOCK_OPS, BlockArchitecture, BlockGrammar, BlockNet
-from nascore.tracking import start_run
+from nascore.tracking import log_prepared_input, log_to_run, start_run
+from nascore.models.registered import NetworkSpec, log_network
 from nascore.tracking.schema import headline as schema_headline
 from nascore.train.center_loss import CenterLoss, CenterLossTask
 from nascore.train.child import train_network
@@ -136,9 +137,16 @@ class OpensetRlMethod(ControllerMethod):
         return BlockGrammar(s.ops, s.layers, s.blocks, s.shared)
 
     def network(self, arch: BlockArchitecture, num_classes: int) -> BlockNet:
+        return self.network_spec(arch.to_json(), num_classes).build()
+
+    def network_spec(self, arch: dict[str, Any], num_classes: int) -> NetworkSpec:
+        """The network as data (nascore.models.registered.NETWORKS): what `network` builds and the logged
+        MLflow model rebuilds."""
         s = self.p.space
-        return BlockNet(arch, num_classes, C=s.C, embedding=s.embedding, integration_kernel=s.integration.kernel,
-                        integration_stride=s.integration.stride, widen=s.integration.widen)
+        return NetworkSpec("block", arch, {"num_classes": num_classes, "C": s.C, "embedding": s.embedding,
+                                           "integration_kernel": s.integration.kernel,
+                                           "integration_stride": s.integration.stride,
+                                           "widen": s.integration.widen})
 
     def _batches(self, x, y, tp: TrainingParams, device, train: bool) -> TensorBatches:
         """Training batches (augmented, shuffled) or evaluation batches (plain, in order)."""
@@ -211,7 +219,8 @@ class OpensetRlMethod(ControllerMethod):
                 key=v.name, grammar=grammar, search=p, fingerprint=fingerprint, evaluate_child=evaluate_child,
                 describe=lambda rec: BlockArchitecture.from_json(rec["arch"]).describe(), start_ids=None,
                 mlflow_params={"space": to_dict(self.p.space), "search": to_dict(p), "variant": to_dict(v)},
-                tags={"dataset": manifest["display_name"], "variant": v.name, "eta": str(v.eta), "rho": str(v.rho)})
+                tags={"dataset": manifest["display_name"], "variant": v.name, "eta": str(v.eta), "rho": str(v.rho)},
+                manifest=manifest)
             if res is None:
                 continue
             ok = [r for r in res["records"] if r["status"] == "ok"]
@@ -279,6 +288,7 @@ class OpensetRlMethod(ControllerMethod):
         done = []
         with start_run(self.name, f"finetune-{dataset}", params={"finetune": to_dict(self.p.finetune)},
                        tags={"stage": "finetune", "dataset": dataset, "profile": self.params.profile}) as mlrun:
+            log_prepared_input(manifest, "training")  # each split's known classes
             with Timer() as t:
                 for v in self.p.search.variants:
                     arch_path = self.layout.search_dir(self.name) / v.name / "architecture.json"
@@ -300,6 +310,15 @@ class OpensetRlMethod(ControllerMethod):
                                      "record": {k: rec.get(k) for k in ("status", "reason", "epochs", "params")}}
                             save_atomically(saved, ckdir / fname)
                         done.append({"variant": v.name, "split": i, "file": fname, **saved["record"]})
+            for m in done:  # each trained network as a model that can be registered (outside train_seconds)
+                if m.get("status") == "ok":
+                    saved = load_checkpoint(ckdir / m["file"])
+                    log_network(saved["state_dict"], self.network_spec(saved["arch"], saved["num_classes"]),
+                                image_shape=(3, 32, 32), num_classes=saved["num_classes"],
+                                mean=self.params.data.cifar.mean, std=self.params.data.cifar.std,
+                                name=f"{m['variant']}-split{m['split']}",
+                                tags={"variant": m["variant"], "split": str(m["split"]), "protocol": dataset,
+                                      "arch_hash": BlockArchitecture.from_json(saved["arch"]).canonical_hash()})
         publish(done, ckdir, out)
         status = {"status": "ok", "protocol": dataset, "mlflow_run_id": mlrun.info.run_id, "models": done,
                   "epochs": tp.epochs, "train_seconds": round(t.seconds, 1), "dataset": manifest["display_name"]}
@@ -315,17 +334,20 @@ class OpensetRlMethod(ControllerMethod):
         device = self.device()
         known_t, known_manifest = self.data("cifar10")
         splits = self._protocol(dataset)
-        unknown_t = known_t if splits[0]["unknown_dataset"] == "cifar10" else load_prepared(
-            self.layout.prepared(splits[0]["unknown_dataset"]))[0]
+        unknown_t, unknown_manifest = ((known_t, known_manifest) if splits[0]["unknown_dataset"] == "cifar10"
+                                       else load_prepared(self.layout.prepared(splits[0]["unknown_dataset"])))
         tp = self.p.finetune.train
         per_variant: dict[str, list[dict[str, Any]]] = {}
         import mlflow
 
-        with start_run(self.name, f"evaluate-{dataset}",
+        with start_run(self.name, f"evaluate-{dataset}", parent_run_id=status["mlflow_run_id"],
                        params={"profile": self.params.profile, "evaluate": to_dict(self.p.evaluate),
                                "seed": self.params.run.seed},
                        tags={"stage": "evaluate", "dataset": dataset, "profile": self.params.profile,
-                             "seed": str(self.params.run.seed)}) as mlrun:
+                             "seed": str(self.params.run.seed), "finetune_run_id": status["mlflow_run_id"]}) as mlrun:
+            log_prepared_input(known_manifest, "test")
+            if unknown_manifest is not known_manifest:  # CIFAR+10: the unknown images come from CIFAR-100
+                log_prepared_input(unknown_manifest, "test", tags={"classes_role": "unknown"})
             for m in status["models"]:
                 if m.get("status") != "ok":
                     per_variant.setdefault(m["variant"], [])
@@ -363,12 +385,11 @@ class OpensetRlMethod(ControllerMethod):
                     if k.startswith(("auroc", "oscr", "closed")) and not k.endswith("_std")}
         h = summary.get(head, {})
         if h.get("status") == "ok":  # the schema's headline: the closed-set errors of the method's own variant
-            with start_run(self.name, f"evaluate-{dataset}", run_id=mlrun.info.run_id):
-                mlflow.log_metrics(schema_headline(
-                    top1_err=100 * (1 - h["closed_acc"]), top5_err=100 * (1 - h["closed_top5_acc"]),
-                    params_m=h["params_m"], macs_m=h["macs_m"], search_cost_s=self.search_cost_s(),
-                    train_cost_s=status.get("train_seconds"), train_epochs=status["epochs"]))
-                mlflow.log_metrics({f"openset_{k}": v for k, v in headline.items()})
+            log_to_run(mlrun.info.run_id, {**schema_headline(
+                top1_err=100 * (1 - h["closed_acc"]), top5_err=100 * (1 - h["closed_top5_acc"]),
+                params_m=h["params_m"], macs_m=h["macs_m"], search_cost_s=self.search_cost_s(),
+                train_cost_s=status.get("train_seconds"), train_epochs=status["epochs"]),
+                **{f"openset_{k}": v for k, v in headline.items()}})
         metrics = {"status": "ok", "protocol": dataset, "headline_variant": head, **headline,
                    "variants": summary, "epochs": status["epochs"],
                    "known_dataset": known_manifest["display_name"], "profile": self.params.profile,

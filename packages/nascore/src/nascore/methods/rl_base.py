@@ -15,7 +15,7 @@ from nascore.controllers import CONTROLLER_UPDATES, LSTMPolicy, TokenGrammar, wa
 from nascore.methods.base import Method, Timer
 from nascore.runtime import init_distributed
 from nascore.strategies.rl import ControllerSearch
-from nascore.tracking import start_run
+from nascore.tracking import log_prepared_input, start_run
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,11 @@ class ControllerMethod(Method):
     def run_controller(self, *, key: str, grammar: TokenGrammar, search, fingerprint: str,
                        evaluate_child: Callable[[list[int], str], dict[str, Any]],
                        describe: Callable[[dict[str, Any]], str], start_ids: list[int] | None,
-                       mlflow_params: dict[str, Any], tags: dict[str, str]) -> dict[str, Any] | None:
+                       mlflow_params: dict[str, Any], tags: dict[str, str],
+                       manifest: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """One controller search to its end (resuming a killed one). Returns the records, the
-        controller, the MLflow run id and timings; None on worker ranks under torchrun."""
+        controller, the MLflow run id and timings; None on worker ranks under torchrun. `manifest`: the
+        prepared dataset the children train and are rewarded on (logged as the run's input)."""
         import mlflow
 
         rank, _ = init_distributed()  # under torchrun: population-parallel children
@@ -147,6 +149,8 @@ class ControllerMethod(Method):
                        tags={"stage": "search", "profile": self.params.profile, "seed": str(self.params.run.seed),
                              **tags}) as mlrun:
             searcher.extra["mlflow_run_id"] = mlrun.info.run_id
+            if manifest is not None:  # children train and are rewarded on parts of its training split
+                log_prepared_input(manifest, "training")
             with Timer() as t:
                 if "warm_start" not in prior:  # a fresh search (a resumed one restores the controller)
                     ws = {"steps": 0, "prob": None}

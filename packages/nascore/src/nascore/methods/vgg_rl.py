@@ -24,7 +24,8 @@ from nascore.methods.darts import EvaluateParams
 from nascore.methods.rl_base import ControllerMethod, ControllerParams, TrainingParams, publish, seed_of
 from nascore.runtime import autocast_dtype, compile_network, hardware
 from nascore.spaces.chain import ChainArchitecture, ChainGrammar, ChainNet
-from nascore.tracking import start_run
+from nascore.tracking import log_prepared_input, start_run
+from nascore.models.registered import NetworkSpec, log_network
 from nascore.tracking.schema import headline
 from nascore.train.child import Screening, train_network
 
@@ -172,7 +173,7 @@ class VggRlMethod(ControllerMethod):
             describe=lambda rec: ChainArchitecture.from_json(rec["arch"]).describe(),
             start_ids=grammar.tokens_of(self.p.space.start),
             mlflow_params={"space": to_dict(self.p.space), "search": to_dict(p)},
-            tags={"dataset": manifest["display_name"]})
+            tags={"dataset": manifest["display_name"]}, manifest=manifest)
         if res is None:
             return {"status": "ok", "worker": True}
         out.mkdir(parents=True, exist_ok=True)
@@ -221,6 +222,7 @@ class VggRlMethod(ControllerMethod):
                        tags={"stage": "generation", "dataset": manifest["display_name"],
                              "profile": self.params.profile}) as mlrun:
             ledger["mlflow_run_id"] = mlrun.info.run_id
+            log_prepared_input(manifest, "training")  # trained on its train part, ranked on its validation part
             with Timer() as t:
                 for r in picked:
                     if r["arch_hash"] in ledger["done"]:
@@ -270,6 +272,7 @@ class VggRlMethod(ControllerMethod):
         with start_run(self.name, f"finetune-{dataset}", params={"finetune": to_dict(f)},
                        tags={"stage": "finetune", "dataset": manifest["display_name"],
                              "profile": self.params.profile}) as mlrun:
+            log_prepared_input(manifest, "training")
             with Timer() as t:
                 for r in ranking:
                     # finished finalists wait in checkpoints/ (DVC clears a stage's outs before it reruns)
@@ -292,6 +295,14 @@ class VggRlMethod(ControllerMethod):
                     save_atomically({"state_dict": model.state_dict(), "arch": r["arch"], "record": keep,
                                      "fingerprint": key, "num_classes": len(tensors["classes"])}, path)
                     done.append({"rank": r["rank"], "arch_hash": r["arch_hash"], "file": path.name, **keep})
+            for m in done:  # each fine-tuned network as a model that can be registered (outside train_seconds)
+                if m["status"] == "ok":
+                    saved = load_checkpoint(self.layout.checkpoints(self.name) / f"finetune-{dataset}" / m["file"])
+                    log_network(saved["state_dict"], NetworkSpec("chain", saved["arch"],
+                                                                 {"num_classes": saved["num_classes"]}),
+                                image_shape=(3, 32, 32), num_classes=saved["num_classes"], mean=cp.mean, std=cp.std,
+                                name=f"rank{m['rank']:02d}", tags={"arch_hash": m["arch_hash"], "rank": str(m["rank"]),
+                                                                 "dataset": manifest["display_name"]})
         publish(done, self.layout.checkpoints(self.name) / f"finetune-{dataset}", out)
         status = {"status": "ok", "mlflow_run_id": mlrun.info.run_id, "dataset": manifest["display_name"],
                   "models": done, "epochs": tp.epochs, "train_images": len(train.x),
@@ -312,11 +323,12 @@ class VggRlMethod(ControllerMethod):
         rows = []
         import mlflow
 
-        with start_run(self.name, f"evaluate-{dataset}",
+        with start_run(self.name, f"evaluate-{dataset}", parent_run_id=status["mlflow_run_id"],
                        params={"profile": self.params.profile, "evaluate": to_dict(self.p.evaluate),
                                "seed": self.params.run.seed},
                        tags={"stage": "evaluate", "dataset": manifest["display_name"], "profile": self.params.profile,
                              "seed": str(self.params.run.seed), "finetune_run_id": status["mlflow_run_id"]}):
+            log_prepared_input(manifest, "test")
             for m in status["models"]:
                 if m["status"] != "ok":
                     rows.append({"rank": m["rank"], "arch_hash": m["arch_hash"], "status": m["status"],

@@ -2,6 +2,7 @@
 method, genotypes as JSON artifacts plus a `genotype_hash` tag."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import urllib.error
@@ -121,18 +122,26 @@ def experiment_id(name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+def run_name(experiment: str, stage: str) -> str:
+    """A run's name says its method: `darts/search`, `darts/finetune-cifar10`."""
+    return f"{experiment}/{stage}"
+
+
 @contextmanager
-def start_run(experiment: str, run_name: str, *, tags: dict[str, str] | None = None,
+def start_run(experiment: str, stage: str, *, tags: dict[str, str] | None = None,
               params: dict[str, Any] | None = None, run_id: str | None = None,
-              nested: bool = False) -> Iterator[Any]:
-    """A run in the method's experiment; resumes `run_id` when given (after a kill).
-    Ends FAILED with the error as a tag when the body raises."""
+              nested: bool = False, parent_run_id: str | None = None) -> Iterator[Any]:
+    """A run named `<experiment>/<stage>` in the method's experiment; resumes `run_id` when given (after
+    a kill). `parent_run_id` nests it under a run that has ended (an evaluate under its finetune) without
+    reopening that run. Ends FAILED with the error as a tag when the body raises."""
     import mlflow
 
     exp = experiment_id(experiment)
+    name = run_name(experiment, stage)
     if not run_id:  # starting over: an earlier run of this stage whose process was killed is ended KILLED
-        end_abandoned_runs(experiment, run_name)
-    kwargs = {"run_id": run_id} if run_id else {"run_name": run_name, "experiment_id": exp}
+        end_abandoned_runs(experiment, name)
+    kwargs = ({"run_id": run_id} if run_id else
+              {"run_name": name, "experiment_id": exp, "parent_run_id": parent_run_id})
     run = mlflow.start_run(nested=nested, **kwargs)
     try:
         mlflow.set_tags({**default_tags(experiment), **(tags or {}),
@@ -164,6 +173,37 @@ def log_genotype(genotype: Genotype, artifact: str = "genotype.json") -> str:
     mlflow.log_dict(genotype.to_json(), artifact)
     mlflow.set_tag("genotype_hash", h)
     return h
+
+
+def log_prepared_input(manifest: dict[str, Any], context: str, tags: dict[str, str] | None = None) -> None:
+    """The prepared dataset a run read, as an MLflow dataset input of the active run: named as prepared
+    (`cifar10`), digest from the manifest's checksum of its tensors, source the manifest's (relative) source,
+    `context` training / validation / test."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+    from mlflow.data.meta_dataset import MetaDataset
+
+    # a "local" source holds a plain string: no network, no file read; the path is as the manifest names it
+    # (data/raw/..., ../shared/data/..., $NASREPRO_DATA/...), never a machine's absolute path
+    source = get_dataset_source_from_json(json.dumps({"uri": manifest["source"]["path"]}), source_type="local")
+    dataset = MetaDataset(source, name=manifest["dataset"], digest=manifest["sha256"][:16])
+    split = "test" if context == "test" else "train"
+    images = sum(manifest.get("counts", {}).get(split, {}).values())
+    mlflow.log_input(dataset, context=context, tags={"source_kind": str(manifest["source"].get("kind")),
+                                                     "images": str(images), "classes": str(len(manifest["classes"])),
+                                                     **(tags or {})})
+
+
+def log_to_run(run_id: str, metrics: dict[str, float]) -> None:
+    """Metrics into a run that has ended, without reopening it (reopening moves its end time, so its
+    duration would cover work that is not its own)."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    mlflow.MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
 
 class MLflowHook(Hook):
