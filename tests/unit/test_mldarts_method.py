@@ -49,3 +49,82 @@ def test_search_derives_one_normal_cell_per_level(cifar_project, capsys):
                  "--layers", "8", "--channels", "8"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["layers"] == 8 and info["params_m"] > 0  # nascore info builds multi-level genotypes
+
+
+# -- ImageNet training: P-DARTS' recipe (seed 002 sec. 2.4.2 cites [15] = P-DARTS) ----------------------------
+
+def test_paper_profile_trains_imagenet_with_the_pdarts_recipe(project):
+    tp = METHODS["mldarts"].from_project(project, "paper").p.finetune.imagenet
+    assert (tp.layers, tp.C, tp.epochs, tp.batch_size, tp.lr) == (14, 48, 250, 1024, 0.5)
+    assert (tp.schedule, tp.warmup_epochs, tp.tail_epochs) == ("linear", 5, 5)
+    assert (tp.momentum, tp.weight_decay, tp.label_smoothing) == (0.9, 3e-5, 0.1)
+    assert tp.auxiliary and tp.auxiliary_weight == 0.4 and tp.drop_path_prob == 0.0
+
+
+def _lrs(method, tp, epochs):
+    import torch
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], tp.lr, momentum=tp.momentum)
+    sched = method.lr_scheduler(opt, tp)
+    out = {}
+    for e in epochs:
+        sched.step(e)
+        out[e] = opt.param_groups[0]["lr"]
+    return out, sched
+
+
+def test_linear_schedule_follows_pdarts_train_imagenet(project):
+    method = METHODS["mldarts"].from_project(project, "paper")
+    tp = method.p.finetune.imagenet
+    lrs, sched = _lrs(method, tp, range(tp.epochs))
+    # warm-up: adjust_lr's value times (epoch + 1) / 5 over epochs 0..4
+    assert lrs[0] == pytest.approx(0.5 * 245 / 245 / 5) and lrs[2] == pytest.approx(0.5 * 243 / 245 * 3 / 5)
+    # peak at the last warm-up epoch, just under the nominal 0.5; then linear decay
+    assert max(lrs, key=lrs.get) == 4 and lrs[4] == pytest.approx(0.5 * 241 / 245)
+    assert lrs[5] == pytest.approx(0.5 * 240 / 245) and lrs[125] == pytest.approx(0.5 * 120 / 245)
+    # the last 5 epochs: a 5x gentler slope, ending one step short of 0
+    assert lrs[244] == pytest.approx(0.5 / 245) and lrs[245] == pytest.approx(0.5 / 245)
+    assert lrs[249] == pytest.approx(0.5 / 1225)
+    assert all(lrs[e + 1] <= lrs[e] for e in range(4, 249))
+    # stateless but for the base lr: a resumed run sets the same lr
+    _, fresh = _lrs(method, tp, [])
+    fresh.load_state_dict(sched.state_dict())
+    fresh.step(100)
+    assert fresh.optimizer.param_groups[0]["lr"] == pytest.approx(lrs[100])
+
+
+def test_small_profiles_keep_darts_imagenet_training(project):
+    """quick and ci train the tiny ImageNet networks as before: darts' step schedule, field for field."""
+    for profile in ("quick", "ci"):
+        ml = METHODS["mldarts"].from_project(project, profile).p.finetune.imagenet
+        da = METHODS["darts"].from_project(project, profile).p.finetune.imagenet
+        assert ml.schedule == "step"
+        assert {f: getattr(ml, f) for f in vars(da)} == vars(da)
+
+
+def test_linear_schedule_longer_than_the_training_is_rejected(project):
+    set_yaml(project / "params" / "mldarts.yaml", "finetune.imagenet.epochs", 10)
+    with pytest.raises(ParamsError, match=r"finetune.imagenet: warmup_epochs \+ tail_epochs = 10 with epochs = 10"):
+        METHODS["mldarts"].from_project(project, "paper").params
+
+
+def test_finetune_builds_its_schedule_through_the_method(project, monkeypatch):
+    """DartsMethod.finetune asks self.lr_scheduler, so mldarts' linear schedule is the one trained with."""
+    from conftest import write_image_folder
+    from nascore.methods import darts
+    from nascore.methods.mldarts import MldartsMethod
+
+    class Built(Exception):
+        pass
+
+    def spy(self, optimizer, tp):
+        raise Built(tp.schedule)
+
+    write_image_folder(project / "data" / "raw" / "imagenette-224", per_class=2, size=40, test_split="val")
+    assert main(["--root", str(project), "prepare", "--dataset", "imagenette"]) == 0
+    set_yaml(project / "params" / "mldarts.yaml", "finetune.genotype", "darts_v2")
+    monkeypatch.setattr(MldartsMethod, "lr_scheduler", spy)
+    monkeypatch.setattr(darts, "_scheduler", lambda *a: pytest.fail("finetune built its schedule without "
+                                                                     "self.lr_scheduler"), raising=False)
+    with pytest.raises(Built, match="step"):
+        METHODS["mldarts"].from_project(project).finetune("imagenette")

@@ -2,17 +2,21 @@
 
 What is new against DARTS, and all that this module adds: the supernet's normal cells in
 the low / mid / high levels and the two reduction cells each have their own alpha
-(MultiLevelSupernet), and the architecture objective is L_val + gamma * L_entropy (eq. 7).
-Search, derivation (one cell per alpha group), evaluation networks (built level by level
-through Genotype.cell_for), tracking and reports are DARTS'.
+(MultiLevelSupernet), the architecture objective is L_val + gamma * L_entropy (eq. 7), and
+ImageNet training may follow P-DARTS' linear schedule (sec. 2.4.2: "the same strategy as
+[15]"). Search, derivation (one cell per alpha group), evaluation networks (built level by
+level through Genotype.cell_for), tracking and reports are DARTS'.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+import torch
 
 from nascore.config import ParamsError, spec
 from nascore.methods.base import METHODS
-from nascore.methods.darts import DartsMethod, DartsParams, SearchParams
+from nascore.methods.darts import DartsMethod, DartsParams, FinetuneParams, SearchParams, TrainParams
 from nascore.strategies.regularisers import entropy_regulariser
 
 
@@ -31,8 +35,66 @@ class MldartsSearchParams(SearchParams):
 
 
 @dataclass(frozen=True)
+class MldartsTrainParams(TrainParams):
+    schedule: Literal["cosine", "step", "linear"] = spec(
+        doc="cosine (to lr_min), step (decay_rate per epoch) or linear: P-DARTS' ImageNet schedule "
+            "(pdarts_linear_lr: warmup_epochs, tail_epochs)")
+    warmup_epochs: int = spec(0, ge=0, doc="linear only: the first epochs' lr scaled by (epoch + 1) / warmup_epochs")
+    tail_epochs: int = spec(0, ge=0, doc="linear only: the last epochs, decayed tail_epochs times more gently")
+
+    def validate(self, path: str) -> None:
+        if self.schedule == "linear" and self.warmup_epochs + self.tail_epochs >= self.epochs:
+            raise ParamsError(f"{path}: warmup_epochs + tail_epochs = {self.warmup_epochs + self.tail_epochs} "
+                              f"with epochs = {self.epochs}; the linear schedule needs them below epochs "
+                              "(or schedule: step / cosine)")
+
+
+@dataclass(frozen=True)
+class MldartsFinetuneParams(FinetuneParams):
+    imagenet: MldartsTrainParams = spec()
+
+
+@dataclass(frozen=True)
 class MldartsParams(DartsParams):
     search: MldartsSearchParams
+    finetune: MldartsFinetuneParams
+
+
+def pdarts_linear_lr(epoch: int, *, epochs: int, lr: float, warmup_epochs: int, tail_epochs: int) -> float:
+    """The lr of 0-based `epoch` under P-DARTS' ImageNet schedule (train_imagenet.py, adjust_lr and its
+    warm-up): linear decay from `lr` that would reach 0 at epochs - tail_epochs; over the last tail_epochs
+    epochs a slope tail_epochs times gentler, reaching 0 at `epochs`; over the first warmup_epochs epochs
+    that lr times (epoch + 1) / warmup_epochs. Epochs epochs - tail_epochs - 1 and epochs - tail_epochs
+    share one lr, as in the released code."""
+    head = epochs - tail_epochs
+    if epochs - epoch > tail_epochs:
+        value = lr * (head - epoch) / head
+    else:
+        value = lr * (epochs - epoch) / (head * tail_epochs)
+    if epoch < warmup_epochs:
+        value *= (epoch + 1) / warmup_epochs
+    return value
+
+
+class PdartsLinearLR:
+    """pdarts_linear_lr as a per-epoch scheduler (what SupervisedTask steps: step(epoch), state_dict,
+    load_state_dict). timm has no such schedule, and its Scheduler base would import timm with the
+    method registry; the lr is a function of the epoch alone, so nothing needs saving but the base."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, tp: MldartsTrainParams) -> None:
+        self.optimizer, self.tp = optimizer, tp
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    def step(self, epoch: int) -> None:
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = pdarts_linear_lr(epoch, epochs=self.tp.epochs, lr=base, warmup_epochs=self.tp.warmup_epochs,
+                                       tail_epochs=self.tp.tail_epochs)
+
+    def state_dict(self) -> dict:
+        return {"base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.base_lrs = list(state["base_lrs"])
 
 
 @METHODS.register("mldarts")
@@ -46,6 +108,12 @@ class MldartsMethod(DartsMethod):
 
     def run_tags(self) -> dict[str, str]:
         return {"gamma": f"{self.p.search.gamma:g}"}
+
+    def lr_scheduler(self, optimizer: torch.optim.Optimizer, tp: TrainParams):
+        """Fine-tuning's per-epoch lr schedule: P-DARTS' linear one where tp asks for it, else DARTS'."""
+        if tp.schedule == "linear":
+            return PdartsLinearLR(optimizer, tp)
+        return super().lr_scheduler(optimizer, tp)
 
     def extra_report_sections(self) -> list[str]:
         """Tab. 1: mean CIFAR-10 test error per gamma, ours from every evaluate run in MLflow."""

@@ -1,4 +1,8 @@
-"""Figures for reports: alpha evolution per edge, search curves, cell drawings (matplotlib)."""
+"""Figures for reports: alpha evolution per edge, search curves, cell drawings (matplotlib).
+
+Every figure goes through `_save`: numeric tick labels show the values themselves (no offset or
+scientific multiplier in an axis corner), and it is written at DPI. Epoch and iteration axes
+tick at integers (`_integer_x`)."""
 from __future__ import annotations
 
 import os
@@ -9,19 +13,40 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator, ScalarFormatter  # noqa: E402
 
 from nascore.faults import maybe_kill  # noqa: E402
 from nascore.genotype import CellGenotype  # noqa: E402
+
+DPI = 150
+
+
+def _plain_numbers(fig) -> None:
+    """Tick labels that read as the values: no offset ("+2.079") and no "1e-5" multiplier in an axis
+    corner, which a reader misses (near-uniform alphas and entropies over a short search trigger them)."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            fmt = axis.get_major_formatter()
+            if isinstance(fmt, ScalarFormatter):
+                fmt.set_useOffset(False)
+                fmt.set_scientific(False)
+
+
+def _integer_x(*axes) -> None:
+    """Ticks at whole numbers only on an epoch or iteration x axis."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig, path: Path) -> Path:
     """Save under a temp name of this process, then rename: a killed report leaves the figure whole or
     absent, never a truncated PNG (`sweep_temp` removes what a killed writer left)."""
+    _plain_numbers(fig)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, dpi=150, format=path.suffix.lstrip("."))
+        fig.savefig(tmp, dpi=DPI, format=path.suffix.lstrip("."))
         maybe_kill("report-figure")
         os.replace(tmp, path)
     finally:
@@ -54,6 +79,7 @@ def plot_alphas(history: dict[str, Any], group: str, path: Path) -> Path:
             ax.plot(epochs, ys, label=op, color=f"C{k}", marker="o" if len(epochs) < 10 else None, ms=3)
         ax.set_title(f"edge {src}->{node}", fontsize=9)
         ax.grid(alpha=0.3)
+        _integer_x(ax)
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].axis("off")
     legend = {}
@@ -75,6 +101,7 @@ def plot_search_curve(history: dict[str, Any], path: Path) -> Path:
     if all("val_err" in e for e in history["epochs"]):  # absent when no images were held out
         ax.plot(ep, [e["val_err"] for e in history["epochs"]], marker="o", label="supernet val error (%)")
     ax.set_xlabel("search epoch")
+    _integer_x(ax)
     ax.set_ylabel("val error (%)")
     ax2 = ax.twinx()
     ax2.plot(ep, [e["entropy"] for e in history["epochs"]], color="tab:red", marker="s",
@@ -109,9 +136,11 @@ def plot_levels(history: dict[str, Any], path: Path) -> Path:
     for k in sorted(k for k in last if k.startswith("entropy_")):
         ax2.plot(ep, [e.get(k, 0) for e in history["epochs"]], marker="s", label=k[len("entropy_"):])
     ax1.set_ylabel("skip_connect in derived cell")
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count
     ax2.set_ylabel("mean edge entropy (nats)")
     for ax in (ax1, ax2):
         ax.set_xlabel("search epoch")
+        _integer_x(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, path)
@@ -191,7 +220,7 @@ def plot_rewards(children: list[dict[str, Any]], iterations: list[dict[str, Any]
         if all("baseline" in e for e in iterations):
             ax.plot(it, [e["baseline"] for e in iterations], color="gray", ls="--", label="baseline")
     ax.set_xlabel("controller iteration")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    _integer_x(ax)
     ax.set_ylabel("reward")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -229,7 +258,6 @@ def plot_error_vs_search_cost(ours: list[tuple[str, float, float]], papers: list
         ax.set_xlabel(unit)
         ax.set_ylabel("CIFAR-10 test error, %")
         ax.grid(alpha=0.3)
-        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         if pts:
             ax.legend(fontsize=7, loc="best")
         else:
@@ -239,5 +267,5 @@ def plot_error_vs_search_cost(ours: list[tuple[str, float, float]], papers: list
     if papers:
         right.set_xscale("log")
         for axis in (right.xaxis.set_major_formatter, right.xaxis.set_minor_formatter):
-            axis(matplotlib.ticker.FormatStrFormatter("%g"))
+            axis(FormatStrFormatter("%g"))
     return _save(fig, path)
