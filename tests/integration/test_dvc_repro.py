@@ -110,6 +110,9 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
     summary = (root / "reports" / "summary.md").read_text()
     for m in ("darts", "mldarts", "stacnas", "vgg_rl", "random_ws", "enas"):
         assert f"| {m} | **ours** (ci profile, seed 0, n = 1;" in summary and f"| {m} | paper: " in summary
+    for m in ("darts", "mldarts", "stacnas", "random_ws", "enas"):  # seed variance: 2 searches x 2 trainings
+        assert metrics[f"{m}-variance"]["status"] == "ok" and len(metrics[f"{m}-variance"]["runs"]) == 4
+        assert f"| {m} | **ours, seed variance** (ci profile at the ci budget, 2 searches x 2 trainings; n = 2" in summary
     assert "| nas_rl | paper, not reproduced here:" in summary
 
     # seed 003's baselines: the best ranked architecture of each is the one fine-tuned
@@ -148,3 +151,17 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
                                capture_output=True, text=True)
         print(check.stdout)
         assert check.returncode == 0, check.stdout + check.stderr
+
+        # a planted regression (the architecture learning rate 100x too large in this copy) fails the gate
+        import yaml as _yaml
+        prof = root / "params" / "profiles.yaml"
+        data = _yaml.safe_load(prof.read_text())
+        data["ci"]["darts"]["search"]["arch_lr"] = 0.03
+        prof.write_text(_yaml.safe_dump(data, sort_keys=False))
+        proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        planted = subprocess.run(check.args, capture_output=True, text=True)
+        print(planted.stdout)
+        assert planted.returncode != 0, planted.stdout
+        failed = [line for line in planted.stdout.splitlines() if "CHANGED" in line or "REGRESSED" in line]
+        assert failed and all(line.split()[0].startswith("darts-") for line in failed), planted.stdout

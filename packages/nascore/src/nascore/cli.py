@@ -131,6 +131,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_variance(args) -> int:
+    from nascore.methods import METHODS
+
+    method = _method(args)
+    if not hasattr(method, "variance"):
+        cells = [n for n in METHODS.names() if hasattr(METHODS[n], "variance")]
+        raise ParamsError(f"variance: {args.method} is not a cell method; the protocol searches and trains cells "
+                          f"({', '.join(cells)})")
+    print(json.dumps(method.variance(), indent=2, default=str))
+    return 0
+
+
 def cmd_report(args) -> int:
     path = _method(args).report()
     print(f"[nascore] wrote {path}")
@@ -187,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     stages = (("search", cmd_search, False, "a method's architecture search (its genotype under runs/<method>/)"),
               ("finetune", cmd_finetune, True, "train the searched network on a dataset"),
               ("evaluate", cmd_evaluate, True, "test the fine-tuned network (reports/metrics/<method>-<dataset>.json)"),
+              ("variance", cmd_variance, False, "seed variance: run.variance's N searches x M trainings "
+                                                 "(reports/metrics/<method>-variance.json)"),
               ("report", cmd_report, False, "reports/<method>.md: ours beside the paper's, with figures"))
     for name, fn, needs_ds, what in stages:
         s = sub.add_parser(name, help=what)

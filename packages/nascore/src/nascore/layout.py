@@ -11,11 +11,12 @@ from typing import Any
 @dataclass(frozen=True)
 class Layout:
     root: Path
+    data_root: Path | None = None  # where data/prepared is, when not under root (a seed run's own root)
 
     def prepared(self, dataset: str) -> Path:
         """A dataset's prepared tensors and manifest: what prepare writes and every stage reads (the one
         place this path is named; dvc.yaml's prepare outs say the same)."""
-        return self.root / "data" / "prepared" / dataset
+        return (self.data_root or self.root) / "data" / "prepared" / dataset
 
     def search_dir(self, method: str, stage: str = "search") -> Path:
         """The search's output (what finetune reads); earlier stages of a multi-stage search

@@ -43,7 +43,7 @@ class Params:
     def fingerprint(self, *sections: str) -> str:
         """A hash of what shapes a stage's result, for checkpoint compatibility: the params and the code
         (a checkpoint written by other code resumes nothing: its weights could be stale)."""
-        blob = {"run": {k: v for k, v in to_dict(self.run).items() if k not in ("tracking_uri", "threads")},
+        blob = {"run": {k: v for k, v in to_dict(self.run).items() if k not in ("tracking_uri", "threads", "variance")},
                 "data": to_dict(self.data),
                 "method": {s: to_dict(getattr(self.method, s)) for s in sections},
                 "code": source_hash()}

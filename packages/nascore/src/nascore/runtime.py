@@ -14,6 +14,18 @@ from nascore.config import ParamsError, spec
 
 
 @dataclass(frozen=True)
+class VarianceParams:
+    """Seed variance (the `variance` stage of each cell method): N searches x M trainings of each search's
+    genotype on one dataset, reported as mean +- std over the searches and, apart, the best of N."""
+
+    searches: int = spec(1, ge=1, le=20, doc="N: searches, seeds run.seed + i (1 with trainings 1: not run)")
+    trainings: int = spec(1, ge=1, le=20, doc="M: trainings of each search's genotype, seeds run.seed + j")
+    budget: str | None = spec(None, doc="the profile whose method params these runs use (null: the active "
+                                        "one); a smaller budget than the headline run's keeps N x M affordable")
+    dataset: Literal["cifar10", "cifar100"] = "cifar10"
+
+
+@dataclass(frozen=True)
 class RunParams:
     """Run-level settings (params/run.yaml `run:`), shared by every method and stage."""
 
@@ -38,6 +50,7 @@ class RunParams:
     cuda_graphs: Literal["auto", "on", "off"] = spec(
         "off", doc="replay the first-order search step and the fine-tuning step as CUDA graphs: on, off, or "
                    "auto = on CUDA (not under torchrun, not for a network compiled with reduce-overhead)")
+    variance: VarianceParams = spec(default_factory=VarianceParams)
 
     def validate(self, path: str) -> None:
         if self.cuda_graphs == "on" and self.compile == "on" and self.compile_mode == "reduce-overhead":
