@@ -57,7 +57,9 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
     assert metrics["mldarts-search"]["status"] == "ok" and metrics["mldarts-cifar10"]["status"] == "ok"
     ml = (root / "reports" / "mldarts.md").read_text()
     assert "paper: multi-level + entropy (gamma = 1), Tab. 2 | 2.69" in ml
-    assert "| 1 | 3.00 | ci | 1 |" in ml and "| 0.1 | 3.05 | - | 0 |" in ml
+    # Tab. 1 counts every CIFAR-10 evaluate run at gamma 1 under the ci params: the headline run and the
+    # variance stage's 2 searches x 2 trainings
+    assert "| 1 | 3.00 | ci | 5 |" in ml and "| 0.1 | 3.05 | - | 0 |" in ml
     for cell in ("normal_low", "normal_mid", "normal_high", "reduce_1", "reduce_2"):
         assert (root / "reports" / "figures" / "mldarts" / f"cell_{cell}.png").is_file()
     assert (root / "reports" / "figures" / "mldarts" / "levels.png").is_file()
