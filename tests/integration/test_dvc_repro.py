@@ -51,15 +51,15 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
     assert metrics["darts-imagenet"]["status"] == "not run"
     report = (root / "reports" / "darts.md").read_text()
     assert "paper: DARTS (second order) + cutout, Table 1 | 2.76 ± 0.09" in report and "| ours: CIFAR-10" in report
+    assert report.count("| darts/search (") == 1  # its runs table leaves out the variance stage's two searches
     assert (root / "reports" / "figures" / "darts" / "alphas_normal.png").stat().st_size > 1000
 
     # mldarts: same DAG, multi-level genotype, Tab. 1 row of this run, per-level skip figure
     assert metrics["mldarts-search"]["status"] == "ok" and metrics["mldarts-cifar10"]["status"] == "ok"
     ml = (root / "reports" / "mldarts.md").read_text()
     assert "paper: multi-level + entropy (gamma = 1), Tab. 2 | 2.69" in ml
-    # Tab. 1 counts every CIFAR-10 evaluate run at gamma 1 under the ci params: the headline run and the
-    # variance stage's 2 searches x 2 trainings
-    assert "| 1 | 3.00 | ci | 5 |" in ml and "| 0.1 | 3.05 | - | 0 |" in ml
+    # Tab. 1 counts the CIFAR-10 evaluate runs at gamma 1 under the ci params but the variance stage's
+    assert "| 1 | 3.00 | ci | 1 |" in ml and "| 0.1 | 3.05 | - | 0 |" in ml
     for cell in ("normal_low", "normal_mid", "normal_high", "reduce_1", "reduce_2"):
         assert (root / "reports" / "figures" / "mldarts" / f"cell_{cell}.png").is_file()
     assert (root / "reports" / "figures" / "mldarts" / "levels.png").is_file()
@@ -113,9 +113,11 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
     summary = (root / "reports" / "summary.md").read_text()
     for m in ("darts", "mldarts", "stacnas", "vgg_rl", "random_ws", "enas"):
         assert f"| {m} | **ours** (ci profile, seed 0, n = 1;" in summary and f"| {m} | paper: " in summary
-    for m in ("darts", "mldarts", "stacnas", "random_ws", "enas"):  # seed variance: 2 searches x 2 trainings
+    for m in ("darts", "mldarts", "stacnas", "random_ws", "enas", "vgg_rl"):  # seed variance: 2 searches x 2 trainings
         assert metrics[f"{m}-variance"]["status"] == "ok" and len(metrics[f"{m}-variance"]["runs"]) == 4
         assert f"| {m} | **ours, seed variance** (ci profile at the ci budget, 2 searches x 2 trainings; n = 2" in summary
+    assert metrics["openset_rl-variance"]["metric"] == "auroc_center_distance"
+    assert "| openset_rl | cifar10_osr, **ours, seed variance** (ci profile at the ci budget, 2 searches" in summary
     assert "| nas_rl | paper, not reproduced here:" in summary
 
     # seed 003's baselines: the best ranked architecture of each is the one fine-tuned
@@ -131,6 +133,9 @@ def test_dvc_repro_ci_profile_end_to_end(tmp_path):
     assert shown.returncode == 0, shown.stderr[-2000:]
     for m in ("darts", "mldarts", "stacnas", "random_ws", "enas", "vgg_rl", "openset_rl"):
         assert f"reports/plots/{m}-search.tsv" in shown.stdout, m
+    for m in ("darts", "mldarts", "stacnas", "random_ws", "enas", "stacnas-search_stage1"):
+        plot = f"reports/plots/{m if '-' in m else f'{m}-search'}-alphas.tsv"
+        assert plot in shown.stdout, plot  # alpha traces, drawn by the template .dvc/plots/alphas.json
     assert (root / "reports" / "plots" / "darts-search.tsv").read_text().splitlines()[0].split("\t") == \
         ["epoch", "train_loss", "train_err", "val_err", "entropy"]
     assert "| openset_rl | cifar10_osr (full," in summary

@@ -11,8 +11,8 @@ PACKAGE = Path(nascore.__file__).resolve().parent
 
 # lowest first; a unit may import from any unit of a strictly lower layer
 LAYERS = [
-    {"registry", "config", "faults"},                                    # names -> factories; typed config; kill points
-    {"genotype", "genotypes", "layout", "lock", "perf", "regression"},   # files: genotypes, runs, metrics, locks
+    {"registry", "config", "faults", "layout"},                          # factories; typed config; kill points; paths + atomic writes
+    {"genotype", "genotypes", "lock", "perf", "regression"},             # files: genotypes, metrics, locks
     {"runtime"},                                                        # devices, seeds, CPU ISA
     {"data", "ops", "evaluate", "controllers"},                          # datasets, ops, metrics, policies
     {"spaces", "train"},                                                 # cell spaces; the training loop

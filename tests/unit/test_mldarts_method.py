@@ -37,6 +37,13 @@ def test_too_shallow_supernet_is_rejected(project):
         METHODS["mldarts"].from_project(project, "paper").params
 
 
+def alpha_rows(path):
+    lines = path.read_text().splitlines()
+    assert lines[0].split("\t") == ["epoch", "cell", "op", "weight"]
+    return [{"epoch": int(e), "cell": c, "op": o, "weight": float(w)}
+            for e, c, o, w in (line.split("\t") for line in lines[1:])]
+
+
 def test_search_derives_one_normal_cell_per_level(cifar_project, capsys):
     assert main(["--root", str(cifar_project), "search", "--method", "mldarts"]) == 0
     g = json.loads((cifar_project / "runs" / "mldarts" / "search" / "genotype.json").read_text())
@@ -44,6 +51,15 @@ def test_search_derives_one_normal_cell_per_level(cifar_project, capsys):
     hist = json.loads((cifar_project / "runs" / "mldarts" / "search" / "alpha_history.json").read_text())
     assert {"skips_normal_low", "skips_normal_mid", "skips_normal_high", "entropy_normal_low",
             "entropy_reduce_2"} <= set(hist["epochs"][-1])
+    # the alpha traces dvc plots draws: per epoch, cell type and op, the op's weight averaged over the edges
+    rows = alpha_rows(cifar_project / "reports" / "plots" / "mldarts-search-alphas.tsv")
+    assert len(rows) == len(hist["epochs"]) * 5 * len(hist["primitives"])
+    last = hist["epochs"][-1]
+    for cell, edges in last["alphas"].items():
+        mine = {r["op"]: r["weight"] for r in rows if r["epoch"] == last["epoch"] and r["cell"] == cell}
+        assert sum(mine.values()) == pytest.approx(1.0, abs=1e-4)  # each cell type's weights sum to 1
+        for k, op in enumerate(hist["primitives"]):
+            assert mine[op] == pytest.approx(sum(e[k] for e in edges) / len(edges), abs=1e-6)
     capsys.readouterr()
     assert main(["info", str(cifar_project / "runs" / "mldarts" / "search" / "genotype.json"),
                  "--layers", "8", "--channels", "8"]) == 0

@@ -57,6 +57,12 @@ def test_two_stages_end_to_end(cifar_project):
             assert plan["edge_ops"][key][e] == ["none", *groups[g]]
             held = {prims2[k] for k, w in enumerate(last[e]) if w > 0}
             assert held == {"none", *groups[g]}  # stage 2 weighs exactly those ops
+    # its alpha trace: an op an edge does not hold counts 0, so each cell type's weights still sum to 1
+    trace = (cifar_project / "reports" / "plots" / "stacnas-search-alphas.tsv").read_text().splitlines()[1:]
+    sums: dict = {}
+    for e, cell, _, w in (line.split("\t") for line in trace):
+        sums[(e, cell)] = sums.get((e, cell), 0.0) + float(w)
+    assert len(sums) == 2 * len(hist2["epochs"]) and all(abs(v - 1) < 1e-4 for v in sums.values())
     genotype = json.loads((cifar_project / "runs" / "stacnas" / "search" / "genotype.json").read_text())
     for key, cell in genotype["cells"].items():
         for (op, src), e in zip(cell["edges"], range(len(cell["edges"]))):

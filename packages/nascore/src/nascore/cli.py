@@ -132,14 +132,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_variance(args) -> int:
-    from nascore.methods import METHODS
-
-    method = _method(args)
-    if not hasattr(method, "variance"):
-        cells = [n for n in METHODS.names() if hasattr(METHODS[n], "variance")]
-        raise ParamsError(f"variance: {args.method} is not a cell method; the protocol searches and trains cells "
-                          f"({', '.join(cells)})")
-    print(json.dumps(method.variance(), indent=2, default=str))
+    print(json.dumps(_method(args).variance(), indent=2, default=str))
     return 0
 
 

@@ -87,10 +87,9 @@ class Genotype:
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
+        from nascore.layout import write_text
+
+        write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     @staticmethod
     def from_json(data: Any, allowed_ops: Iterable[str] | None = None,

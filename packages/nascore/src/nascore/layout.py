@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,23 +45,51 @@ class Layout:
         return self.root / "reports" / "figures"
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write: the file is whole or absent."""
+def temp_name(path: Path) -> Path:
+    """Where `path` is written before it is renamed into place: hidden, beside it (one file system, so the
+    rename is atomic), and named by this process, so two writers never share a temp file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """The one way nascore writes a file: yields a temp path to write, then renames it onto `path`. A
+    killed or failing writer leaves `path` whole (old or new) or absent, never truncated; a failing
+    one leaves no temp file either (a killed one's is swept by `sweep_temp` or the stage's rerun)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """An atomic text write (see `atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def write_json(path: Path, data: Any) -> None:
+    """An atomic JSON write: the file is whole or absent."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_tsv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """Atomic TSV write, one row per dict (a missing or None field is empty): what `dvc plots` reads."""
+    """An atomic TSV write, one row per dict (a missing or None field is empty): what `dvc plots` reads."""
     def cell(v: Any) -> str:
         return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("\n".join(["\t".join(columns), *("\t".join(cell(r.get(c)) for c in columns) for r in rows)]) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(["\t".join(columns),
+                                *("\t".join(cell(r.get(c)) for c in columns) for r in rows)]) + "\n")
+
+
+def sweep_temp(folder: Path) -> None:
+    """Remove the temp files killed writers left in `folder` (call it holding the folder's lock)."""
+    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:
@@ -67,16 +97,11 @@ def read_json(path: Path) -> Any:
 
 
 def save_atomically(obj: Any, path: Path) -> None:
-    """torch.save that leaves the file whole or absent (a temp name of this process, then a rename)."""
+    """torch.save that leaves the file whole or absent (see `atomic_path`)."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed save leaves no temp file behind
 
 
 class UnsafeFile(RuntimeError):

@@ -83,10 +83,17 @@ class Method:
     def evaluate(self, dataset: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    @stage(lambda self: self.layout.metrics(f"{self.name}-variance"))
+    def variance(self) -> dict[str, Any]:
+        """Seed variance: N searches x M trainings at run.variance's budget (nascore.methods.variance)."""
+        from nascore.methods.variance import seed_variance
+
+        return seed_variance(self)
+
     def report(self) -> Path:
         """Write reports/<method>.md and its figures, holding the report's lock; what a killed report left
         (figures under temp names) is swept first."""
-        from nascore.report.figures import sweep_temp
+        from nascore.layout import sweep_temp
 
         with self.stage_lock(self.layout.report(self.name)):
             sweep_temp(self.layout.figures() / self.name)
@@ -115,6 +122,19 @@ class Method:
         if status.get("status") != "ok":
             raise NotRun(status.get("reason", missing))
         return status
+
+    # the seed-variance protocol (nascore.methods.variance): what it trains on and measures
+    variance_metric: tuple[str, str] = ("top1_err", "lower")  # a key of evaluate's metrics; which way is better
+    hash_key = "genotype_hash"  # the key of evaluate's metrics naming the architecture trained
+
+    def variance_dataset(self) -> str:
+        """The dataset (for evaluate) the protocol's trainings run on: run.variance.dataset."""
+        return self.params.run.variance.dataset
+
+    def variance_record(self, result: dict[str, Any]) -> dict[str, Any]:
+        """What the variance ledger keeps of one training's evaluate metrics."""
+        keys = (self.variance_metric[0], "top5_err", "params_m", self.hash_key)
+        return {k: result.get(k) for k in keys}
 
     def search_cost_s(self) -> float | None:
         """Wall-clock seconds of this method's whole search, from its search metrics (every search stage,

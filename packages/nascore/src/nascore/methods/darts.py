@@ -21,7 +21,6 @@ from nascore.evaluate.metrics import topk_errors
 from nascore.genotype import Genotype, load_genotype
 from nascore.layout import load_checkpoint, save_atomically, write_json, write_tsv
 from nascore.methods.base import METHODS, Method, genotype_tags, stage
-from nascore.methods.variance import seed_variance
 from nascore.models.registered import NetworkSpec, log_network
 from nascore.ops import MIXED_OPS, OPS
 from nascore.runtime import autocast_dtype, compile_network, hardware, init_distributed, use_channels_last
@@ -33,6 +32,15 @@ from nascore.tracking.schema import headline
 from nascore.train import CheckpointHook, Hook, Trainer
 from nascore.train.graphs import graphs_wanted
 from nascore.train.tasks import SupervisedTask
+
+
+def alpha_trace(history: list[dict[str, Any]], primitives: list[str]) -> list[dict[str, Any]]:
+    """The alpha traces `dvc plots` draws (reports/plots/<search>-alphas.tsv, template .dvc/plots/alphas.json):
+    per search epoch, cell type and op, the op's softmax(alpha) averaged over the cell's edges (an op an
+    edge does not offer counts 0 there), so each cell type's weights sum to 1 per epoch."""
+    return [{"epoch": h["epoch"], "cell": cell, "op": op,
+             "weight": sum(edge[k] for edge in edges) / len(edges)}
+            for h in history for cell, edges in sorted(h["alphas"].items()) for k, op in enumerate(primitives)]
 
 
 @dataclass(frozen=True)
@@ -279,6 +287,8 @@ class DartsMethod(Method):
                         if k in ("epoch", "alphas", "val_err", "entropy") or k.startswith(("skips_", "entropy_"))}
                        for h in history]})
         write_tsv(self.layout.plot(metrics_name), history, ["epoch", "train_loss", "train_err", "val_err", "entropy"])
+        write_tsv(self.layout.plot(f"{metrics_name}-alphas"), alpha_trace(history, space.primitives),
+                  ["epoch", "cell", "op", "weight"])
         last = history[-1]
         status = {"status": "ok", "genotype_hash": ghash, "mlflow_run_id": mlrun.info.run_id}
         write_json(out / "status.json", status)
@@ -299,11 +309,6 @@ class DartsMethod(Method):
         write_json(metrics_path, metrics)
         ckpt.remove()  # only now: a kill before this line resumes at the end and writes the same outputs
         return metrics
-
-    @stage(lambda self: self.layout.metrics(f"{self.name}-variance"))
-    def variance(self) -> dict[str, Any]:
-        """Seed variance: N searches x M trainings at run.variance's budget (nascore.methods.variance)."""
-        return seed_variance(self)
 
     def _genotype(self) -> tuple[Genotype, str | None]:
         allowed = self.space().primitives

@@ -131,6 +131,23 @@ def _select(x: torch.Tensor, y: torch.Tensor, classes: list[int]) -> tuple[torch
 class OpensetRlMethod(ControllerMethod):
     name = "openset_rl"
     params_cls = OpensetRlParams
+    # seed variance: the AUROC of the method's own score (distance to the center-loss centers), of the
+    # variant params name first, on the cifar10_osr splits
+    variance_metric = ("auroc_center_distance", "higher")
+    hash_key = "arch_hash"
+
+    def variance_dataset(self) -> str:
+        dataset = self.params.run.variance.dataset
+        if dataset != "cifar10":
+            raise ParamsError(f"run.variance.dataset: {self.name}'s known classes are CIFAR-10's (protocol "
+                              f"cifar10_osr), got {dataset!r}; set run.variance.dataset: cifar10")
+        return "cifar10_osr"
+
+    def variance_record(self, result: dict[str, Any]) -> dict[str, Any]:
+        head = result["headline_variant"]
+        search = read_json(self.layout.metrics(f"{self.name}-search"))["variants"][head]
+        return {**{k: result[k] for k in ("auroc_center_distance", "auroc_msp", "closed_acc")},
+                "params_m": result["variants"][head]["params_m"], "arch_hash": search["best_arch_hash"]}
 
     def grammar(self) -> BlockGrammar:
         s = self.p.space

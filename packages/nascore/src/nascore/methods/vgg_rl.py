@@ -101,6 +101,7 @@ class VggRlMethod(ControllerMethod):
     name = "vgg_rl"
     params_cls = VggRlParams
     search_stages = ("search", "generation")
+    hash_key = "arch_hash"  # evaluate's metrics name the chain trained by its hash
 
     def grammar(self) -> ChainGrammar:
         s = self.p.space

@@ -5,7 +5,6 @@ scientific multiplier in an axis corner), and it is written at DPI. Epoch and it
 tick at integers (`_integer_x`)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator, ScalarFormatter  
 
 from nascore.faults import maybe_kill  # noqa: E402
 from nascore.genotype import CellGenotype  # noqa: E402
+from nascore.layout import atomic_path  # noqa: E402
 
 DPI = 150
 
@@ -39,26 +39,17 @@ def _integer_x(*axes) -> None:
 
 
 def _save(fig, path: Path) -> Path:
-    """Save under a temp name of this process, then rename: a killed report leaves the figure whole or
-    absent, never a truncated PNG (`sweep_temp` removes what a killed writer left)."""
+    """Save atomically (`layout.atomic_path`): a killed report leaves the figure whole or absent, never a
+    truncated PNG."""
     _plain_numbers(fig)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, dpi=DPI, format=path.suffix.lstrip("."))
-        maybe_kill("report-figure")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format=path.suffix.lstrip("."))
+            maybe_kill("report-figure")
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
     return path
-
-
-def sweep_temp(folder: Path) -> None:
-    """Remove the temp files of killed writers from `folder` (call it holding the folder's lock)."""
-    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-        tmp.unlink(missing_ok=True)
 
 
 def plot_alphas(history: dict[str, Any], group: str, path: Path) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from nascore.genotype import load_genotype
-from nascore.layout import read_json
+from nascore.layout import read_json, write_text
 from nascore.report.figures import draw_cell, plot_alphas, plot_levels, plot_search_curve
 
 DATASETS = ("cifar10", "cifar100", "imagenet", "imagenette")
@@ -28,7 +28,8 @@ def _metrics(method, name: str) -> dict[str, Any]:
 def _mlflow_runs(experiment: str, skip_stage: str | None = None) -> list[dict[str, Any]]:
     """The method's runs from the tracking store (MLflow's search API), latest first; `skip_stage`
     leaves out a stage's runs in the query itself (e.g. hundreds of search children), so none of the
-    others falls off the end."""
+    others falls off the end. The variance stages' runs (tagged `variance`) are left out too: the
+    summary reports them, and a report must not depend on whether its method's variance stage ran first."""
     import mlflow
 
     from nascore.tracking.mlflow import end_abandoned_runs
@@ -45,7 +46,8 @@ def _mlflow_runs(experiment: str, skip_stage: str | None = None) -> list[dict[st
         return value if isinstance(value, str) else None
 
     return [{"run_id": r["run_id"], "name": tag(r, "mlflow.runName"), "stage": tag(r, "stage"), "status": r["status"],
-             "genotype_hash": tag(r, "genotype_hash"), "dataset": tag(r, "dataset")} for _, r in df.iterrows()]
+             "genotype_hash": tag(r, "genotype_hash"), "dataset": tag(r, "dataset")} for _, r in df.iterrows()
+            if tag(r, "variance") is None]
 
 
 def write_report(method) -> Path:
@@ -158,11 +160,7 @@ def write_report(method) -> Path:
 
 def write_markdown(path: Path, lines: list[str]) -> Path:
     """Write a report atomically (whole or absent)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text(path, "\n".join(lines) + "\n")
 
 
 def _cell_order(name: str) -> tuple[int, str]:

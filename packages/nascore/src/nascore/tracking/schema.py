@@ -8,20 +8,38 @@ openset_rl: `openset_...`)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 HEADLINE = ("test_top1_err", "test_top5_err", "params_m", "macs_m", "search_cost_s", "train_cost_s", "train_epochs")
 TAGS = ("method", "stage", "profile", "seed", "hardware")
 
 
+_SCOPE: ContextVar[dict[str, str]] = ContextVar("nascore_run_tags", default={})
+
+
+@contextmanager
+def tagged(**tags: str) -> Iterator[None]:
+    """Every run started inside carries `tags` as well, whichever method or stage starts it: how the
+    variance stage marks its runs (`variance=search0-training1`) so they never pass for headline ones."""
+    token = _SCOPE.set({**_SCOPE.get(), **tags})
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
 def default_tags(method: str) -> dict[str, str]:
-    """What start_run puts on every run: the method, the hardware, the DVC experiment if any."""
+    """What start_run puts on every run: the method, the hardware, the DVC experiment if any, and the
+    tags of the enclosing `tagged` scopes."""
     from nascore.runtime import hardware
 
     tags = {"method": method, "hardware": hardware()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp"] = os.environ["DVC_EXP_NAME"]
-    return tags
+    return {**tags, **_SCOPE.get()}
 
 
 def headline(*, top1_err: float, top5_err: float | None, params_m: float, macs_m: float | None,
