@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from nascore.ops import batched as batched_mod
-from nascore.spaces import CellSpace, PRIMITIVES
+from nascore.spaces import CellSpace
 from nascore.strategies.darts import DifferentiableSearch
 from nascore.supernets import DartsSupernet, GroupedSupernet, MultiLevelSupernet
 from nascore.supernets.darts import SearchCell

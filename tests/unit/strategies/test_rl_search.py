@@ -2,7 +2,6 @@
 under torch.distributed (gloo, 2 processes) identical to one process."""
 import socket
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
