@@ -1,6 +1,9 @@
 """One atomic-write mechanism (layout.atomic_path) for every file nascore writes: a temp name of the
-writing process beside the target, then a rename; a failing writer keeps the old file and no temp."""
+writing process beside the target, then a rename; a failing writer keeps the old file and no temp; a
+killed writer's temp is swept by the next stage, a live writer's is not."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -8,6 +11,7 @@ import torch
 from nascore import layout
 from nascore.genotype import load_genotype
 from nascore.layout import atomic_path, read_json, write_json
+from nascore.lock import sweep_temp
 from nascore.report.markdown import write_markdown
 
 from conftest import REPO
@@ -36,3 +40,15 @@ def test_every_writer_goes_through_a_temp_name_of_its_process(tmp_path, monkeypa
     pid = os.getpid()
     assert used == [f".{n}.{pid}.tmp" for n in ("a.json", "b.tsv", "c.md", "d.pt", "e.json")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.tsv", "c.md", "d.pt", "e.json"]
+
+
+def test_the_sweep_removes_dead_writers_temps_only(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    gone = tmp_path / f".metrics.json.{int(dead.stdout)}.tmp"  # its writer has exited
+    mine = tmp_path / f".other.json.{os.getpid()}.tmp"       # a live writer (this process) mid-write
+    keep = tmp_path / "metrics.json"
+    for f in (gone, mine, keep):
+        f.write_text("{}")
+    sweep_temp(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, keep.name])

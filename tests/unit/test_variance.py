@@ -84,6 +84,17 @@ def test_vgg_rl_variance_search_0_training_0_is_its_ci_headline_run(cifar_projec
     headline = _metrics(cifar_project, "vgg_rl-cifar10")
     assert (headline["arch_hash"], headline["top1_err"]) == (runs[0]["arch_hash"], runs[0]["top1_err"])
 
+    # the ledger knows every params section the runs read: a controller change starts it over
+    import mlflow
+
+    def searches():
+        return len(mlflow.search_runs(experiment_names=["vgg_rl"], output_format="list",
+                                      filter_string="tags.stage = 'search' and tags.variance LIKE 'search%'"))
+    before = searches()
+    set_yaml(cifar_project / "params" / "profiles.yaml", "ci.vgg_rl.controller.lr", 0.05)
+    assert main(["--root", str(cifar_project), "variance", "--method", "vgg_rl"]) == 0
+    assert searches() == before + 2
+
 
 def test_openset_rl_variance_measures_the_auroc_of_its_own_variant(cifar_project):
     import mlflow

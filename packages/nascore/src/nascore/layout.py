@@ -55,7 +55,8 @@ def temp_name(path: Path) -> Path:
 def atomic_path(path: Path) -> Iterator[Path]:
     """The one way nascore writes a file: yields a temp path to write, then renames it onto `path`. A
     killed or failing writer leaves `path` whole (old or new) or absent, never truncated; a failing
-    one leaves no temp file either (a killed one's is swept by `sweep_temp` or the stage's rerun)."""
+    one leaves no temp file either. A killed one's is removed by the next stage writing to that folder
+    (`lock.sweep_temp`, under the stage's lock) and is invisible to DVC meanwhile (.dvcignore)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
@@ -84,12 +85,6 @@ def write_tsv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
 
     write_text(path, "\n".join(["\t".join(columns),
                                 *("\t".join(cell(r.get(c)) for c in columns) for r in rows)]) + "\n")
-
-
-def sweep_temp(folder: Path) -> None:
-    """Remove the temp files killed writers left in `folder` (call it holding the folder's lock)."""
-    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:

@@ -25,6 +25,15 @@ def alive(pid: int) -> bool:
     return True
 
 
+def sweep_temp(folder: Path) -> None:
+    """Remove from `folder` the temp files (`.<name>.<pid>.tmp`, layout.atomic_path) of writers that died
+    before their rename; a live writer's are left alone."""
+    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+        pid = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1]
+        if not (pid.isdigit() and alive(int(pid))):
+            tmp.unlink(missing_ok=True)
+
+
 _HELD: set[Path] = set()  # locks this process holds: a stage body may call a stage on the same outputs
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nascore.config import from_dict, read_yaml, spec
+from nascore.layout import write_json
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,7 @@ def check_metrics(baseline: Path, metrics_dir: Path, bands_file: Path, out=sys.s
 
 def write_baseline(metrics_dir: Path, baseline: Path) -> None:
     """Freeze the current metrics as the committed baseline."""
-    baseline.parent.mkdir(parents=True, exist_ok=True)
-    baseline.write_text(json.dumps(collect(metrics_dir), indent=2, sort_keys=True) + "\n")
+    write_json(baseline, collect(metrics_dir))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from nascore.config import ParamsError
 from nascore.data.prepare import NotRun
 from nascore.genotype import Genotype
 from nascore.layout import Layout, read_json, write_json
-from nascore.lock import hold
+from nascore.lock import hold, sweep_temp
 from nascore.params import Params, load_params
 from nascore.registry import Registry
 from nascore.runtime import setup
@@ -36,6 +36,8 @@ def stage(*records: Callable[..., Path]) -> Callable:
             configure(self.params.run.tracking_uri)  # an unreachable store fails before anything is written
             outputs = [record(self, *args, **kwargs) for record in records]
             with self.stage_lock(outputs[0] if outputs else Path(body.__name__)):
+                for folder in {*(p.parent for p in outputs), self.layout.checkpoints(self.name)}:
+                    sweep_temp(folder)  # what writers killed mid-write left
                 try:
                     return body(self, *args, **kwargs)
                 except NotRun as e:
@@ -93,8 +95,6 @@ class Method:
     def report(self) -> Path:
         """Write reports/<method>.md and its figures, holding the report's lock; what a killed report left
         (figures under temp names) is swept first."""
-        from nascore.layout import sweep_temp
-
         with self.stage_lock(self.layout.report(self.name)):
             sweep_temp(self.layout.figures() / self.name)
             return self.write_report()

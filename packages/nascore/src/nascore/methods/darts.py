@@ -36,11 +36,17 @@ from nascore.train.tasks import SupervisedTask
 
 def alpha_trace(history: list[dict[str, Any]], primitives: list[str]) -> list[dict[str, Any]]:
     """The alpha traces `dvc plots` draws (reports/plots/<search>-alphas.tsv, template .dvc/plots/alphas.json):
-    per search epoch, cell type and op, the op's softmax(alpha) averaged over the cell's edges (an op an
-    edge does not offer counts 0 there), so each cell type's weights sum to 1 per epoch."""
-    return [{"epoch": h["epoch"], "cell": cell, "op": op,
-             "weight": sum(edge[k] for edge in edges) / len(edges)}
-            for h in history for cell, edges in sorted(h["alphas"].items()) for k, op in enumerate(primitives)]
+    per search epoch, cell type and op, the op's share of the cell's architecture weights summed over its
+    edges, so each cell type's shares sum to 1 per epoch. For a DARTS-family search that is softmax(alpha)
+    averaged over the edges (an op an edge does not offer counts 0 there); for random_ws / enas, how often
+    the sampled architectures used the op (their edges are not all used, so their weights sum to less)."""
+    rows = []
+    for h in history:
+        for cell, edges in sorted(h["alphas"].items()):
+            total = sum(map(sum, edges)) or 1.0  # no weight at all (nothing sampled yet): zeros
+            rows += [{"epoch": h["epoch"], "cell": cell, "op": op, "weight": sum(e[k] for e in edges) / total}
+                     for k, op in enumerate(primitives)]
+    return rows
 
 
 @dataclass(frozen=True)

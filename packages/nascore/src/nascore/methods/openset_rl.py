@@ -19,7 +19,7 @@ import torch
 
 from nascore.config import ParamsError, spec, to_dict
 from nascore.data.loader import TensorBatches, make_transform
-from nascore.data.prepare import load_prepared
+from nascore.data.prepare import NotRun, load_prepared
 from nascore.evaluate.complexity import count_macs, count_params
 from nascore.evaluate.openset import collect, feature_distribution_score, open_set_metrics
 from nascore.layout import load_checkpoint, read_json, save_atomically, write_json, write_tsv
@@ -145,9 +145,12 @@ class OpensetRlMethod(ControllerMethod):
 
     def variance_record(self, result: dict[str, Any]) -> dict[str, Any]:
         head = result["headline_variant"]
-        search = read_json(self.layout.metrics(f"{self.name}-search"))["variants"][head]
+        if result["variants"].get(head, {}).get("status") != "ok":
+            raise NotRun(f"not run: the {head} variant's search found no network to train ("
+                         f"{result['variants'].get(head, {}).get('reason', 'no result')})")
+        trained = read_json(self.layout.metrics(f"{self.name}-search"))["variants"][head]["best"]  # what finetune trained
         return {**{k: result[k] for k in ("auroc_center_distance", "auroc_msp", "closed_acc")},
-                "params_m": result["variants"][head]["params_m"], "arch_hash": search["best_arch_hash"]}
+                "params_m": result["variants"][head]["params_m"], "arch_hash": trained["arch_hash"]}
 
     def grammar(self) -> BlockGrammar:
         s = self.p.space

@@ -7,11 +7,11 @@ project's prepared data; a killed stage resumes from its ledger. What is measure
 (`Method.variance_metric`): the test error of a cell or chain network, an open-set method's AUROC."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,7 +49,8 @@ def spread(values: list[float], digits: int = 3) -> dict[str, float | int]:
 
 def _seeded(method: Method, budget: Method, seed: int, root: Path) -> Method:
     """`method`'s class with `budget`'s method params, run params at `seed`, its outputs under `root`."""
-    params = replace(budget.params, run=replace(method.params.run, seed=seed), data=method.params.data)
+    params = dataclasses.replace(budget.params, run=dataclasses.replace(method.params.run, seed=seed),
+                                 data=method.params.data)
     seeded = type(method)(params, root)
     seeded.layout = Layout(root, data_root=method.layout.root)
     return seeded
@@ -68,9 +69,12 @@ def seed_variance(method: Method) -> dict[str, Any]:
     if manifest.get("status") != "ok":  # no data here: recorded as not run, the DAG goes on
         raise NotRun(manifest.get("reason", f"not run: no prepared {v.dataset}"))
     home = method.layout.root / "runs" / method.name / "variance"
+    # what the runs use: the budget's method params (every section but the papers' numbers), this
+    # profile's run and data params, the code; a change to any of them starts the ledger over
+    used = _seeded(method, budget, run.seed, home).params
+    sections = [f.name for f in dataclasses.fields(used.method) if f.name != "paper"]
     fingerprint = hashlib.sha256(json.dumps(
-        [budget.params.fingerprint("search", "finetune", "evaluate"), run.seed, v.searches, v.trainings, dataset],
-        sort_keys=True).encode()).hexdigest()[:16]
+        [used.fingerprint(*sections), v.searches, v.trainings, dataset], sort_keys=True).encode()).hexdigest()[:16]
     ledger_path = home / "ledger.json"
     ledger = read_json(ledger_path) if ledger_path.is_file() else {}
     if ledger.get("fingerprint") != fingerprint:  # other params or code: start over

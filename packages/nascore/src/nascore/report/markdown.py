@@ -28,8 +28,9 @@ def _metrics(method, name: str) -> dict[str, Any]:
 def _mlflow_runs(experiment: str, skip_stage: str | None = None) -> list[dict[str, Any]]:
     """The method's runs from the tracking store (MLflow's search API), latest first; `skip_stage`
     leaves out a stage's runs in the query itself (e.g. hundreds of search children), so none of the
-    others falls off the end. The variance stages' runs (tagged `variance`) are left out too: the
-    summary reports them, and a report must not depend on whether its method's variance stage ran first."""
+    others falls off the end. The variance stages' runs (tagged `variance`) are left out in the query too:
+    the summary reports them, and a report must not depend on whether its method's variance stage ran
+    first or how many runs it made."""
     import mlflow
 
     from nascore.tracking.mlflow import end_abandoned_runs
@@ -38,16 +39,15 @@ def _mlflow_runs(experiment: str, skip_stage: str | None = None) -> list[dict[st
     if exp is None:
         return []
     end_abandoned_runs(experiment)  # a run whose process was killed is KILLED, not RUNNING forever
+    query = " and ".join(["tags.variance IS NULL", *([f"tags.stage != '{skip_stage}'"] if skip_stage else [])])
     df = mlflow.search_runs([exp.experiment_id], order_by=["start_time DESC"], max_results=200,
-                            filter_string=f"tags.stage != '{skip_stage}'" if skip_stage else "",
-                            output_format="pandas")
+                            filter_string=query, output_format="pandas")
     def tag(r, name: str) -> str | None:  # a tag a run lacks is NaN in the frame, which must not print as "nan"
         value = r.get(f"tags.{name}")
         return value if isinstance(value, str) else None
 
     return [{"run_id": r["run_id"], "name": tag(r, "mlflow.runName"), "stage": tag(r, "stage"), "status": r["status"],
-             "genotype_hash": tag(r, "genotype_hash"), "dataset": tag(r, "dataset")} for _, r in df.iterrows()
-            if tag(r, "variance") is None]
+             "genotype_hash": tag(r, "genotype_hash"), "dataset": tag(r, "dataset")} for _, r in df.iterrows()]
 
 
 def write_report(method) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 
 from nascore.config import read_yaml
 from nascore.data.sources import DATASETS
-from nascore.layout import sweep_temp
+from nascore.lock import sweep_temp
 from nascore.report.figures import plot_error_vs_search_cost
 from nascore.regression import collect
 from nascore.report.markdown import write_markdown
@@ -57,8 +57,9 @@ def _variance_cells(v: dict[str, Any]) -> dict[str, str]:
     costs = [c for c in v["search_seconds"] if c is not None]
     nd = 3 if v.get("better") == "higher" else 2
     return {"who": (f"**ours, seed variance** ({v['profile']} profile at the {v['budget_profile']} budget, "
-                    f"{v['searches']} searches x {v['trainings']} trainings; n = {over['n']} searches; best of "
-                    f"{v['searches']}: {_fmt(best[key], nd)}, arch `{best.get('genotype_hash') or best.get('arch_hash')}`)"),
+                    f"{v['searches']} searches x {v['trainings']} trainings; n = {over['n']} searches, "
+                    f"{v['distinct_architectures']} distinct architecture{'s' if v['distinct_architectures'] > 1 else ''}; "
+                    f"best of {v['searches']}: {_fmt(best[key], nd)}, arch `{best.get('genotype_hash') or best.get('arch_hash')}`)"),
             "value": f"{_fmt(over['mean'], nd)} ± {_fmt(over['std'], nd)}",
             "params": _fmt(statistics.fmean(r["params_m"] for r in v["runs"]), 3),
             "cost": f"{statistics.fmean(costs):.3g} s per search" if costs else "-",
